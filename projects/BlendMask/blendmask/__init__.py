@@ -1,0 +1,14 @@
+"""BlendMask for detectron2.
+
+Importing this package registers its components in detectron2's registries:
+``BlendMask`` and ``OneStageDetector`` (META_ARCH_REGISTRY), ``FCOS`` (PROPOSAL_GENERATOR_REGISTRY),
+``build_fcos_resnet_fpn_backbone`` (BACKBONE_REGISTRY) and ``ProtoNet`` (BASIS_MODULE_REGISTRY).
+"""
+
+from . import modeling  # noqa: F401  (registers the components)
+from .config import add_blendmask_config, add_fcos_config
+from .utils.env import detectron2_has_compiled_ops
+
+__version__ = "0.1.0"
+
+__all__ = ["add_blendmask_config", "add_fcos_config", "detectron2_has_compiled_ops", "__version__"]

@@ -1,0 +1,121 @@
+"""The blender: combine RoI-pooled bases with per-detection attentions into R x R masks."""
+
+from typing import Dict, List
+
+import torch
+from detectron2.config import configurable
+from detectron2.layers import cat
+from detectron2.modeling.poolers import ROIPooler
+from detectron2.structures import Instances
+from torch import nn
+from torch.nn import functional as F
+
+
+def blend(rois: torch.Tensor, attns: torch.Tensor, attn_size: int, interp: str = "bilinear"):
+    """Mask logits from pooled bases and attentions.
+
+    rois (N, K, R, R); attns (N, K*M*M) with channel k*M*M + y*M + x -> logits (N, R, R):
+    attentions are resized M -> R, softmaxed over K, multiplied with the bases, summed over K.
+    """
+    n, k, r_h, r_w = rois.shape
+    attns = attns.reshape(n, k, attn_size, attn_size)
+    kwargs = {"align_corners": False} if interp in ("bilinear", "bicubic") else {}
+    attns = F.interpolate(attns, size=(r_h, r_w), mode=interp, **kwargs).softmax(dim=1)
+    return (rois * attns).sum(dim=1)
+
+
+class Blender(nn.Module):
+    """Pool bases inside boxes with detectron2's ROIPooler and blend them with attentions.
+
+    Training: ``forward(bases, positives, gt_instances, loss_denorm)`` -> {"loss_mask"}.
+    Inference: ``forward(bases, detections)`` sets ``pred_masks`` (n, 1, R, R) probabilities on
+    each image's ``Instances`` (which must carry ``top_feat``) and returns them.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        num_bases: int,
+        attn_size: int,
+        resolution: int,
+        pooler_scales=(0.25,),
+        pooler_type: str = "ROIAlignV2",
+        sampling_ratio: int = 1,
+        top_interp: str = "bilinear",
+        loss_weight: float = 1.0,
+    ):
+        super().__init__()
+        self.num_bases = num_bases
+        self.attn_size = attn_size
+        self.resolution = resolution
+        self.top_interp = top_interp
+        self.loss_weight = loss_weight
+        self.pooler = ROIPooler(
+            output_size=resolution,
+            scales=tuple(pooler_scales),
+            sampling_ratio=sampling_ratio,
+            pooler_type=pooler_type,
+            canonical_level=2,
+        )
+
+    @classmethod
+    def from_config(cls, cfg):
+        bm = cfg.MODEL.BLENDMASK
+        return dict(
+            num_bases=cfg.MODEL.BASIS_MODULE.NUM_BASES,
+            attn_size=bm.ATTN_SIZE,
+            resolution=bm.BOTTOM_RESOLUTION,
+            pooler_scales=bm.POOLER_SCALES,
+            pooler_type=bm.POOLER_TYPE,
+            sampling_ratio=bm.POOLER_SAMPLING_RATIO,
+            top_interp=bm.TOP_INTERP,
+            loss_weight=bm.INSTANCE_LOSS_WEIGHT,
+        )
+
+    @property
+    def attn_len(self) -> int:
+        """Channels of the attention ("top layer") output: K * M * M."""
+        return self.num_bases * self.attn_size * self.attn_size
+
+    def forward(self, bases: List[torch.Tensor], proposals, gt_instances=None, loss_denorm=None):
+        if self.training:
+            return self.losses(bases, proposals, gt_instances, loss_denorm)
+        return self.predict(bases, proposals)
+
+    def predict(self, bases: List[torch.Tensor], detections: List[Instances]) -> List[Instances]:
+        if sum(len(d) for d in detections) == 0:
+            for d in detections:
+                d.pred_masks = bases[0].new_zeros((0, 1, self.resolution, self.resolution))
+            return detections
+        rois = self.pooler(bases, [d.pred_boxes for d in detections])
+        attns = cat([d.top_feat for d in detections])
+        probs = blend(rois, attns, self.attn_size, self.top_interp).sigmoid()[:, None]
+        for d, p in zip(detections, probs.split([len(d) for d in detections])):
+            d.pred_masks = p
+        return detections
+
+    def losses(
+        self, bases, positives: Instances, gt_instances: List[Instances], loss_denorm: float
+    ) -> Dict[str, torch.Tensor]:
+        """BCE per positive location against its ground-truth mask, weighted by centerness.
+
+        ``positives`` has ``top_feats`` (F, K*M*M), ``gt_inds`` (F,) into the concatenated
+        ``gt_instances`` and ``gt_ctrs`` (F,). The sum is divided by ``loss_denorm``.
+        """
+        if len(positives) == 0:
+            zero = bases[0].sum() * 0 + positives.top_feats.sum() * 0
+            return {"loss_mask": zero}
+        gt_inds = positives.gt_inds
+        rois = self.pooler(bases, [g.gt_boxes for g in gt_instances])[gt_inds]
+        logits = blend(rois, positives.top_feats, self.attn_size, self.top_interp)
+        targets = cat([
+            g.gt_masks.crop_and_resize(g.gt_boxes.tensor, self.resolution).to(logits.device)
+            for g in gt_instances if len(g) > 0
+        ])[gt_inds]
+        per_pixel = F.binary_cross_entropy_with_logits(
+            logits.flatten(1), targets.flatten(1).to(logits.dtype), reduction="none"
+        )
+        loss = (per_pixel.mean(dim=1) * positives.gt_ctrs).sum() / loss_denorm
+        return {"loss_mask": loss * self.loss_weight}
+

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Create .venv/ with torch, a python-only detectron2 built from PyPI, and blendmask (editable).
+#
+# Idempotent: a second run checks what is there and installs nothing new.
+# A real detectron2 already importable in the venv (e.g. built from source) is left alone.
+# Environment: PYTHON (default python3.11), VENV (default .venv), CACHE_DIR (default .cache).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PYTHON="${PYTHON:-python3.11}"
+VENV="${VENV:-$ROOT/.venv}"
+CACHE_DIR="${CACHE_DIR:-$ROOT/.cache}"
+WHEEL_DIR="$CACHE_DIR/wheels"
+TORCH_PINS=(torch==2.14.1 torchvision==0.29.1)
+D2_SDIST_REQ="pb1-detectron2==0.6 --hash=sha256:5d2e9e51e523ec72f6a31cca04b0a515492e9514b773a3d134cedc0677170b29"
+# Pins v0.6 needs on a modern stack (see README "Requirements").
+D2_RUNTIME_PINS=("numpy>=2,<3" "Pillow<10" "setuptools>=77.0.3,<82" "opencv-python-headless<5" shapely)
+STAMP="$VENV/.blendmask-setup"
+SETUP_HASH="$(cat "$0" setup.py requirements-dev.txt 2>/dev/null | sha256sum | cut -c1-16)"
+
+log() { echo "[setup] $*"; }
+PY="$VENV/bin/python"
+PIP=("$PY" -m pip --disable-pip-version-check -q)
+
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$SETUP_HASH" ]] && "$PY" -c "import torch, detectron2, blendmask" 2>/dev/null; then
+  log "environment up to date: $VENV (delete $STAMP to force a re-check)"
+  exit 0
+fi
+start=$(date +%s)
+
+if [[ ! -x "$PY" ]]; then
+  log "creating virtualenv $VENV with $PYTHON"
+  "$PYTHON" -m venv "$VENV"
+fi
+
+if ! "$PY" -c "import torch, torchvision, sys; sys.exit(not (torch.__version__.startswith('2.14.1') and torchvision.__version__.startswith('0.29.1')))" 2>/dev/null; then
+  log "installing ${TORCH_PINS[*]} (local wheel store)"
+  "${PIP[@]}" install "${TORCH_PINS[@]}" "setuptools>=77.0.3,<82" wheel
+fi
+
+d2_state="$("$PY" - <<'PYEOF'
+import importlib.util
+spec = importlib.util.find_spec("detectron2")
+if spec is None:
+    print("missing")
+else:
+    import detectron2._C as c
+    print("placeholder" if getattr(c, "IS_PLACEHOLDER", False) else "real")
+PYEOF
+)" || d2_state="missing"
+
+if [[ "$d2_state" == "real" ]]; then
+  log "a compiled detectron2 is installed: leaving it alone"
+else
+  wheel="$(ls "$WHEEL_DIR"/detectron2-0.6+pyonly-*.whl 2>/dev/null | head -n1 || true)"
+  if [[ -z "$wheel" ]]; then
+    log "building a python-only detectron2 0.6 wheel from the hash-pinned pb1-detectron2 sdist"
+    work="$(mktemp -d)"
+    trap 'rm -rf "$work"' EXIT
+    echo "$D2_SDIST_REQ" > "$work/req.txt"
+    "${PIP[@]}" download --no-deps --no-binary :all: --no-build-isolation --require-hashes \
+      -r "$work/req.txt" -d "$work"
+    tar -xzf "$work"/pb1-detectron2-0.6.tar.gz -C "$work"
+    src="$work/pb1-detectron2-0.6"
+    "$PY" "$ROOT/tools/detectron2_pyonly/patch_sdist.py" "$src"
+    mkdir -p "$WHEEL_DIR"
+    (cd "$src" && D2_VERSION_SUFFIX=+pyonly "${PIP[@]}" wheel --no-deps --no-build-isolation -w "$WHEEL_DIR" .)
+    wheel="$(ls "$WHEEL_DIR"/detectron2-0.6+pyonly-*.whl | head -n1)"
+  fi
+  log "installing $(basename "$wheel")"
+  "${PIP[@]}" install "$wheel" "${D2_RUNTIME_PINS[@]}"
+fi
+
+log "installing blendmask (editable) and the dev tools"
+"${PIP[@]}" install --no-build-isolation -e "$ROOT" -r "$ROOT/requirements-dev.txt"
+
+"$PY" -c "import blendmask, detectron2; print('[setup] detectron2', detectron2.__version__, '| blendmask', blendmask.__version__)"
+echo "$SETUP_HASH" > "$STAMP"
+log "done in $(( $(date +%s) - start ))s: activate with 'source $VENV/bin/activate'"
