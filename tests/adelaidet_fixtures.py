@@ -1,0 +1,136 @@
+"""Load the AdelaiDet reference fixtures and compare our outputs with them.
+
+The tolerances are those recommended by ../shared/reference/adelaidet/README.md, which measured
+AdelaiDet against itself under 1 vs 2 threads and float64.
+"""
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import get_cfg
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, Instances, PolygonMasks, pairwise_iou
+
+from blendmask import add_blendmask_config
+from conftest import reference_file
+
+BOX_ATOL = 1e-2
+SCORE_ATOL = 1e-4
+TOP_FEAT_ATOL = 2e-3
+BASES_ATOL = 1e-2
+MASK_PROB_ATOL = 3e-3
+LOSS_RTOL = 2e-5
+MIN_MASK_IOU = 0.98
+MAX_FLIPPED_FRACTION = 1e-3
+
+
+@dataclass
+class Fixture:
+    config: str
+    weights: str
+    outputs: str
+    losses: str = None
+
+
+FIXTURES = {
+    "tiny_blendmask": Fixture(
+        "tiny_blendmask.yaml", "tiny_blendmask_adet.pth", "tiny_blendmask_adet_outputs.npz",
+        "tiny_blendmask_adet_losses.json",
+    ),
+    "fcos_tiny": Fixture("fcos_tiny.yaml", "fcos_tiny.pth", "fcos_tiny_outputs.npz", "fcos_tiny_losses.json"),
+    "rt_bnhead_tiny": Fixture("rt_bnhead_tiny.yaml", "rt_bnhead_tiny.pth", "rt_bnhead_tiny_outputs.npz"),
+}
+
+
+def fixture_cfg(name):
+    fixture = FIXTURES[name]
+    cfg = add_blendmask_config(get_cfg())
+    cfg.merge_from_file(str(reference_file(fixture.config)))
+    cfg.MODEL.WEIGHTS = str(reference_file(fixture.weights))
+    return cfg
+
+
+def load_fixture_model(name):
+    """Our model built from the fixture's slim config, weights loaded through MODEL.WEIGHTS."""
+    cfg = fixture_cfg(name)
+    model = build_model(cfg)
+    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    return model.eval()
+
+
+def run_with_intermediates(model, image_chw_u8, height, width):
+    """Run one image; return final instances plus pre-postprocess detections and bases."""
+    captured = {}
+
+    def grab_detections(module, args, output):
+        captured["prepost"] = [_clone_instances(d) for d in output]
+
+    def grab_bases(module, args, output):
+        captured["bases"] = output[0]["bases"][0].clone()
+
+    hooks = []
+    if hasattr(model, "blender"):
+        hooks.append(model.blender.register_forward_hook(grab_detections))
+        hooks.append(model.basis_module.register_forward_hook(grab_bases))
+    else:
+        hooks.append(model.proposal_generator.register_forward_hook(
+            lambda m, a, out: captured.update(prepost=[_clone_instances(d) for d in out[0]])))
+    try:
+        with torch.no_grad():
+            image = torch.from_numpy(image_chw_u8.astype(np.float32))
+            result = model([{"image": image, "height": height, "width": width}])[0]["instances"]
+    finally:
+        for h in hooks:
+            h.remove()
+    return result, captured
+
+
+def _clone_instances(instances):
+    out = Instances(instances.image_size)
+    for k, v in instances.get_fields().items():
+        out.set(k, Boxes(v.tensor.clone()) if isinstance(v, Boxes) else v.clone())
+    return out
+
+
+def match_detections(ref_boxes, ref_scores, ref_classes, boxes, scores, classes):
+    """Tie-tolerant matching: index into ours for each reference detection (-1 when unmatched).
+
+    Rank order first; where scores are within SCORE_ATOL the order may permute, so otherwise
+    unmatched detections are paired by (class, box IoU > 0.99).
+    """
+    n = len(ref_boxes)
+    match = np.full(n, -1)
+    used = set()
+    for i in range(min(n, len(boxes))):
+        if classes[i] == ref_classes[i] and np.abs(boxes[i] - ref_boxes[i]).max() <= BOX_ATOL:
+            match[i] = i
+            used.add(i)
+    if (match >= 0).all():
+        return match
+    ious = pairwise_iou(Boxes(torch.as_tensor(ref_boxes)), Boxes(torch.as_tensor(boxes))).numpy()
+    for i in np.nonzero(match < 0)[0]:
+        for j in np.argsort(-ious[i]):
+            if j not in used and ious[i, j] > 0.99 and classes[j] == ref_classes[i]:
+                match[i] = j
+                used.add(j)
+                break
+    return match
+
+
+def fixture_training_inputs(losses_json):
+    """Image 0 at its original size with the recorded ground truth (polygons), as AdelaiDet saw it."""
+    from PIL import Image
+
+    record = json.loads(reference_file(losses_json).read_text())
+    rgb = np.asarray(Image.open(reference_file("tiny_blendmask_test_img0.png")).convert("RGB"))
+    image = torch.from_numpy(np.ascontiguousarray(rgb[:, :, ::-1].transpose(2, 0, 1))).float()
+    instances = Instances(tuple(image.shape[1:]))
+    instances.gt_boxes = Boxes(torch.tensor(record["gt_boxes"], dtype=torch.float32))
+    instances.gt_classes = torch.tensor(record["gt_classes"], dtype=torch.long)
+    polygons = record["gt_polygons"]
+    polygons = json.loads(polygons) if isinstance(polygons, str) else polygons
+    instances.gt_masks = PolygonMasks([[np.asarray(p, dtype=np.float64)] for p in polygons])
+    return {"image": image, "instances": instances}, record["losses"]
