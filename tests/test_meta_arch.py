@@ -6,24 +6,9 @@ import numpy as np
 import pytest
 import torch
 from detectron2.modeling import build_model
-from detectron2.structures import Boxes, Instances, PolygonMasks
 
 from conftest import tiny_cfg
-
-
-def _square_instances(h, w, boxes, classes):
-    inst = Instances((h, w))
-    inst.gt_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4))
-    inst.gt_classes = torch.tensor(classes, dtype=torch.long)
-    inst.gt_masks = PolygonMasks([[np.array([x0, y0, x1, y0, x1, y1, x0, y1], dtype=np.float64)]
-                                  for x0, y0, x1, y1 in boxes])
-    return inst
-
-
-def _inputs(h=100, w=132, boxes=((10, 12, 60, 70), (50, 30, 120, 90)), classes=(1, 3)):
-    torch.manual_seed(0)
-    return {"image": torch.rand(3, h, w) * 255, "instances": _square_instances(h, w, boxes, classes)}
-
+from conftest import training_input as _inputs
 
 SETTINGS = {
     "default": {},

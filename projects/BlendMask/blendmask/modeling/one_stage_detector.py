@@ -9,6 +9,7 @@ from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import ImageList, Instances
 from torch import nn
 
+from ..checkpoint import convert_on_load
 from .layers import syncbn_to_bn_for_single_process
 
 
@@ -38,6 +39,7 @@ class OneStageDetector(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
         syncbn_to_bn_for_single_process(self)
+        convert_on_load(self)
 
     @classmethod
     def from_config(cls, cfg):
