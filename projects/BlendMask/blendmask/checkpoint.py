@@ -1,4 +1,4 @@
-"""AdelaiDet checkpoints -> our model.
+"""Loading checkpoints: AdelaiDet conversion, weights-only reading, atomic saving.
 
 Our module names are AdelaiDet's, so most checkpoints load as they are. What differs is handled
 here, on load (a ``load_state_dict`` pre-hook on our meta-architectures, so MODEL.WEIGHTS just
@@ -12,10 +12,13 @@ works) and by ``tools/convert_adelaidet.py``:
 """
 
 import logging
+import os
+import pickle
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import torch
+from detectron2.checkpoint import DetectionCheckpointer
 
 logger = logging.getLogger(__name__)
 
@@ -65,3 +68,100 @@ def _summarise(notes: List[str]) -> List[str]:
     if aux:
         rest.append(f"dropped {len(aux)} {AUX_HEAD_PREFIX}* tensors (BASIS_MODULE.LOSS_ON is False)")
     return rest
+
+
+
+ALLOW_PICKLE_ENV = "BLENDMASK_ALLOW_PICKLE"
+
+
+class UnsafeCheckpointError(RuntimeError):
+    """A checkpoint needs pickled Python objects (code could run) and pickle was not allowed."""
+
+
+def _pickle_allowed() -> bool:
+    return os.environ.get(ALLOW_PICKLE_ENV, "") in ("1", "true", "yes")
+
+
+def _refuse(path: str, error: Exception) -> UnsafeCheckpointError:
+    return UnsafeCheckpointError(
+        f"{path} holds pickled Python objects, not only tensors, arrays and numbers "
+        f"({type(error).__name__}: {str(error).splitlines()[0][:200]}). Loading it could run arbitrary code. "
+        f"If you trust the file, set the environment variable {ALLOW_PICKLE_ENV}=1, or convert it once with "
+        "tools/convert_adelaidet.py --allow-pickle."
+    )
+
+
+_PKL_ALLOWED_GLOBALS = {
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("collections", "OrderedDict"),
+}
+
+
+class _WeightsOnlyUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) in _PKL_ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
+
+
+class BlendMaskCheckpointer(DetectionCheckpointer):
+    """detectron2's checkpointer, made safer: weights-only loading and atomic saving.
+
+    - ``.pth``/``.pt`` files load with ``torch.load(weights_only=True)``; ``.pkl`` files with an
+      unpickler that admits only numpy arrays and plain data. A file needing anything else is
+      refused with :class:`UnsafeCheckpointError` (BLENDMASK_ALLOW_PICKLE=1 allows it).
+    - ``save`` writes ``<name>.pth.tmp`` then renames it, so a kill mid-write never leaves a
+      half-written checkpoint, nor a ``last_checkpoint`` naming one.
+    """
+
+    def _load_file(self, filename):
+        allow = _pickle_allowed()
+        if not filename.endswith((".pkl", ".pth", ".pt")) or (allow and filename.endswith(".pkl")):
+            return super()._load_file(filename)
+        try:
+            if filename.endswith(".pkl"):
+                with self.path_manager.open(filename, "rb") as f:
+                    data = _WeightsOnlyUnpickler(f, encoding="latin1").load()
+                return _pkl_to_checkpoint(data)
+            with self.path_manager.open(filename, "rb") as f:
+                loaded = torch.load(f, map_location=torch.device("cpu"), weights_only=not allow)
+        except (pickle.UnpicklingError, RuntimeError, AttributeError) as e:
+            raise _refuse(filename, e) from None
+        return loaded if isinstance(loaded, dict) and "model" in loaded else {"model": loaded}
+
+    def save(self, name: str, **kwargs) -> None:
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data = {"model": self.model.state_dict()}
+        data.update({key: obj.state_dict() for key, obj in self.checkpointables.items()})
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        save_file = os.path.join(self.save_dir, basename)
+        self.logger.info(f"Saving checkpoint to {save_file}")
+        _atomic_write(save_file, lambda f: torch.save(data, f))
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        path = os.path.join(self.save_dir, "last_checkpoint")
+        _atomic_write(path, lambda f: f.write(last_filename_basename.encode()))
+
+
+def _pkl_to_checkpoint(data):
+    """detectron2 model-zoo ``.pkl`` ({"model", "__author__"}) or Detectron ({"blobs"}) layout."""
+    if isinstance(data, dict) and "model" in data and "__author__" in data:
+        return {"model": data["model"], "__author__": data["__author__"], "matching_heuristics": True}
+    if isinstance(data, dict) and "blobs" in data:
+        data = data["blobs"]
+    data = {k: v for k, v in data.items() if not k.endswith("_momentum")}
+    return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}
+
+
+def _atomic_write(path: str, write) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -84,3 +84,43 @@ def add_blendmask_config(cfg):
     basis.NUM_CLASSES = 80
     basis.LOSS_WEIGHT = 0.3
     return cfg
+
+
+def _all_keys(node, prefix=""):
+    keys = []
+    for key, value in node.items():
+        name = f"{prefix}{key}"
+        keys.extend(_all_keys(value, name + ".") if isinstance(value, CN) else [name])
+    return keys
+
+
+def _with_suggestion(cfg, error: Exception) -> Exception:
+    """Rewrite detectron2's "Non-existent config key: X" into a message naming the closest keys."""
+    import difflib
+    import re
+
+    match = re.search(r"Non-existent (?:config )?key: ([\w.]+)", str(error))
+    if not match:
+        return error
+    bad = match.group(1)
+    close = difflib.get_close_matches(bad, _all_keys(cfg), n=3, cutoff=0.6)
+    hint = f" Did you mean {' or '.join(close)}?" if close else ""
+    return KeyError(f"Unknown config key {bad}.{hint}")
+
+
+def load_config(config_file=None, opts=(), cfg=None):
+    """A fresh detectron2 config with our keys, merged with ``config_file`` then ``opts``.
+
+    Unknown keys fail with a KeyError naming the key and the closest valid keys.
+    """
+    from detectron2.config import get_cfg
+
+    cfg = add_blendmask_config(cfg if cfg is not None else get_cfg())
+    try:
+        if config_file:
+            cfg.merge_from_file(str(config_file))
+        if opts:
+            cfg.merge_from_list(list(opts))
+    except (KeyError, AssertionError) as e:
+        raise _with_suggestion(cfg, e) from None
+    return cfg

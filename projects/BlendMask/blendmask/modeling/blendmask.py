@@ -37,6 +37,12 @@ class BlendMask(OneStageDetector):
 
     @classmethod
     def from_config(cls, cfg):
+        basis, fcos = cfg.MODEL.BASIS_MODULE, cfg.MODEL.FCOS
+        if basis.LOSS_ON and basis.NUM_CLASSES != fcos.NUM_CLASSES:
+            raise ValueError(
+                f"MODEL.BASIS_MODULE.NUM_CLASSES ({basis.NUM_CLASSES}) differs from MODEL.FCOS.NUM_CLASSES "
+                f"({fcos.NUM_CLASSES}); set both at once with blendmask.data.set_num_classes(cfg, n)"
+            )
         args = super().from_config(cfg)
         blender = Blender(cfg)
         top_layer = nn.Conv2d(cfg.MODEL.FPN.OUT_CHANNELS, blender.attn_len, kernel_size=3, padding=1)

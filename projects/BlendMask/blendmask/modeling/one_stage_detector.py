@@ -63,9 +63,19 @@ class OneStageDetector(nn.Module):
         return ImageList.from_tensors(images, self.backbone.size_divisibility)
 
     def gt_instances(self, batched_inputs) -> List[Instances]:
-        if "instances" not in batched_inputs[0]:
+        """Ground truth of each image, checked: class ids must be in [0, NUM_CLASSES)."""
+        if any("instances" not in x for x in batched_inputs):
             raise ValueError("training needs 'instances' in every input dict")
-        return [x["instances"].to(self.device) for x in batched_inputs]
+        gt = [x["instances"].to(self.device) for x in batched_inputs]
+        num_classes = self.proposal_generator.num_classes
+        for inst, x in zip(gt, batched_inputs):
+            classes = inst.gt_classes
+            if len(classes) and (classes.min() < 0 or classes.max() >= num_classes):
+                raise ValueError(
+                    f"ground-truth class ids must lie in [0, {num_classes}) (MODEL.FCOS.NUM_CLASSES), got "
+                    f"{sorted(set(classes.tolist()))} in {x.get('file_name', 'an input')}"
+                )
+        return gt
 
     def forward(self, batched_inputs: List[Dict]):
         images = self.preprocess_image(batched_inputs)
