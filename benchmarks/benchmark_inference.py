@@ -1,0 +1,269 @@
+#!/usr/bin/env python
+"""Inference latency of BlendMask vs FCOS vs detectron2's Mask R-CNN, in one process, same inputs.
+
+    python benchmarks/benchmark_inference.py [--runs 5] [--threads 2] [--counts 10 50 100 200]
+        [--size 800 1333] [--out output/benchmarks] [--tiny]
+
+Models are randomly initialised (no download). Detection counts are forced the same way for all
+models: score threshold 0, NMS off (IoU threshold 1.0), at most N detections; FCOS-style box
+outputs get a positive bias so boxes have a size. Each setting is timed after warm-up as the median
+(and min-max spread) of ``--runs`` eval-mode forwards under no_grad, with per-stage times from
+forward hooks and wrappers. Peak memory is the peak RSS above the pre-run level, sampled every 5 ms.
+Prints a markdown table with ratios and writes time-vs-detections plots (PNG) and JSON to --out.
+``--tiny`` uses narrow models and small images (for the test suite).
+"""
+
+import argparse
+import json
+import statistics
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from detectron2 import model_zoo
+from detectron2.config import get_cfg
+from detectron2.modeling import build_model
+
+from blendmask import load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+MODELS = {
+    "BlendMask R_50": ("ours", "configs/BlendMask/R_50_1x.yaml", None),
+    "BlendMask R_50 550": ("ours", "configs/BlendMask/550_R_50_3x.yaml", (550, 916)),
+    "FCOS R_50": ("ours", "configs/FCOS-Detection/R_50_1x.yaml", None),
+    "Mask R-CNN R50-FPN": ("d2", "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml", None),
+}
+
+TINY_OPTS = ["MODEL.RESNETS.STEM_OUT_CHANNELS", 16, "MODEL.RESNETS.RES2_OUT_CHANNELS", 32,
+             "MODEL.RESNETS.WIDTH_PER_GROUP", 8, "MODEL.FPN.OUT_CHANNELS", 64]
+
+
+def build(kind, config, count, tiny):
+    if kind == "ours":
+        opts = ["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu", "MODEL.FCOS.INFERENCE_TH_TEST", 0.0,
+                "MODEL.FCOS.NMS_TH", 1.0, "MODEL.FCOS.POST_NMS_TOPK_TEST", count]
+        if tiny:
+            opts += TINY_OPTS + ["MODEL.BASIS_MODULE.CONVS_DIM", 32]
+        cfg = load_config(REPO / config, opts)
+    else:
+        cfg = get_cfg()
+        cfg.merge_from_file(model_zoo.get_config_file(config))
+        cfg.merge_from_list(["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0,
+                             "MODEL.ROI_HEADS.NMS_THRESH_TEST", 1.0, "TEST.DETECTIONS_PER_IMAGE", count])
+        if tiny:
+            cfg.merge_from_list(TINY_OPTS)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    if kind == "ours":  # boxes of 3 strides on each side of their location
+        torch.nn.init.constant_(model.proposal_generator.fcos_head.bbox_pred.bias, 3.0)
+    else:  # boxes = RPN proposals (random box deltas can collapse boxes to nothing)
+        torch.nn.init.zeros_(model.roi_heads.box_predictor.bbox_pred.weight)
+        torch.nn.init.zeros_(model.roi_heads.box_predictor.bbox_pred.bias)
+    return model
+
+
+class StageTimer:
+    """Accumulates wall time per named stage from module hooks and method wrappers."""
+
+    def __init__(self):
+        self.times = defaultdict(float)
+        self._starts = {}
+        self._undo = []
+
+    def module(self, name, module):
+        def pre(*_):
+            self._starts[name] = time.perf_counter()
+
+        def post(*_):
+            self.times[name] += time.perf_counter() - self._starts.pop(name)
+
+        self._undo += [module.register_forward_pre_hook(pre).remove, module.register_forward_hook(post).remove]
+
+    def method(self, name, owner, attr):
+        original = getattr(owner, attr)
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.times[name] += time.perf_counter() - start
+
+        if isinstance(owner, type):  # a staticmethod called through the class
+            static = vars(owner)[attr]
+            setattr(owner, attr, staticmethod(timed))
+            self._undo.append(lambda: setattr(owner, attr, static))
+        else:
+            setattr(owner, attr, timed)
+            self._undo.append(lambda: delattr(owner, attr))
+
+    def reset(self):
+        self.times.clear()
+
+    def remove(self):
+        for undo in self._undo:
+            undo()
+
+
+def instrument(kind, model):
+    timer = StageTimer()
+    timer.module("backbone+FPN", model.backbone)
+    if kind == "ours":
+        timer.module("head", model.proposal_generator.fcos_head)
+        timer.method("post-processing", model.proposal_generator, "predict")
+        timer.method("paste", model, "postprocess")
+        if hasattr(model, "basis_module"):
+            timer.module("basis module", model.basis_module)
+            timer.module("blender", model.blender)
+    else:
+        timer.module("head", model.proposal_generator.rpn_head)
+        timer.method("head", model.roi_heads, "_forward_box")  # box head + its post-processing
+        if model.roi_heads.mask_on:
+            timer.method("mask branch", model.roi_heads, "_forward_mask")
+        timer.method("paste", type(model), "_postprocess")  # called on the class
+    return timer
+
+
+class PeakRSS:
+    """Peak resident memory above the level at start, sampled in a background thread."""
+
+    def __enter__(self):
+        self.base = self.peak = _rss()
+        self._stop = False
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop:
+            self.peak = max(self.peak, _rss())
+            time.sleep(0.005)
+
+    def __exit__(self, *exc):
+        self._stop = True
+        self._thread.join()
+        self.peak = max(self.peak, _rss())
+
+    @property
+    def mib(self):
+        return (self.peak - self.base) / 2**20
+
+
+def _rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+def time_model(kind, model, image, runs, warmup):
+    timer = instrument(kind, model)
+    inputs = [{"image": image, "height": image.shape[1], "width": image.shape[2]}]
+    with torch.no_grad():
+        for _ in range(warmup):
+            out = model(inputs)
+        totals, stages = [], defaultdict(list)
+        with PeakRSS() as mem:
+            for _ in range(runs):
+                timer.reset()
+                start = time.perf_counter()
+                out = model(inputs)
+                totals.append(time.perf_counter() - start)
+                for k, v in timer.times.items():
+                    stages[k].append(v)
+    timer.remove()
+    n = len(out[0]["instances"])
+    return {
+        "median_ms": 1000 * statistics.median(totals),
+        "min_ms": 1000 * min(totals),
+        "max_ms": 1000 * max(totals),
+        "stages_ms": {k: 1000 * statistics.median(v) for k, v in stages.items()},
+        "detections": n,
+        "peak_mib": mem.mib,
+    }
+
+
+def markdown(results, counts):
+    lines = ["| model | input | N | median ms | spread ms | dets | peak MiB | stages (median ms) |",
+             "|---|---|---:|---:|---:|---:|---:|---|"]
+    for (name, size, n), r in results.items():
+        stages = ", ".join(f"{k} {v:.0f}" for k, v in r["stages_ms"].items())
+        lines.append(f"| {name} | {size[0]}x{size[1]} | {n} | {r['median_ms']:.0f} | "
+                     f"{r['min_ms']:.0f}-{r['max_ms']:.0f} | {r['detections']} | {r['peak_mib']:.0f} | {stages} |")
+    lines += ["", "| ratio | " + " | ".join(f"N={n}" for n in counts) + " |", "|---|" + "---:|" * len(counts)]
+    for label, a, b in (("BlendMask / Mask R-CNN", "BlendMask R_50", "Mask R-CNN R50-FPN"),
+                        ("BlendMask / FCOS", "BlendMask R_50", "FCOS R_50")):
+        row = []
+        for n in counts:
+            ra = next((r for (m, _, k), r in results.items() if m == a and k == n), None)
+            rb = next((r for (m, _, k), r in results.items() if m == b and k == n), None)
+            row.append(f"{ra['median_ms'] / rb['median_ms']:.2f}" if ra and rb else "-")
+        lines.append(f"| {label} | " + " | ".join(row) + " |")
+    for name in sorted({m for m, _, _ in results}):
+        first = next((r for (m, _, k), r in results.items() if m == name and k == counts[0]), None)
+        last = next((r for (m, _, k), r in results.items() if m == name and k == counts[-1]), None)
+        if first and last and len(counts) > 1:
+            lines.append(f"| {name}: N={counts[-1]} / N={counts[0]} | "
+                         f"{last['median_ms'] / first['median_ms']:.3f} |" + " |" * (len(counts) - 1))
+    return "\n".join(lines)
+
+
+def plot(results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name in sorted({m for m, _, _ in results}):
+        pts = sorted((n, r["median_ms"]) for (m, _, n), r in results.items() if m == name)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+    ax.set_xlabel("detections per image")
+    ax.set_ylabel("median latency (ms)")
+    ax.set_title("CPU inference latency vs number of detections")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--counts", type=int, nargs="+", default=[10, 50, 100, 200])
+    parser.add_argument("--size", type=int, nargs=2, default=[800, 1333])
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--out", default="output/benchmarks")
+    parser.add_argument("--tiny", action="store_true")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    g = torch.Generator().manual_seed(0)
+    for name in args.models:
+        kind, config, size = MODELS[name]
+        size = tuple(size or args.size)
+        if args.tiny:
+            size = (min(size[0], 128), min(size[1], 192))
+        image = (torch.rand(3, *size, generator=g) * 255).round()
+        for n in args.counts:
+            model = build(kind, config, n, args.tiny)
+            results[(name, size, n)] = r = time_model(kind, model, image, args.runs, args.warmup)
+            print(f"{name} {size[0]}x{size[1]} N={n}: {r['median_ms']:.0f} ms ({r['detections']} dets)", flush=True)
+    table = markdown(results, args.counts)
+    print(f"\ntorch {torch.__version__}, {args.threads} threads, {args.runs} runs after {args.warmup} warm-up\n")
+    print(table)
+    (out / "inference.md").write_text(table + "\n")
+    (out / "inference.json").write_text(json.dumps(
+        [{"model": m, "size": s, "count": n, **r} for (m, s, n), r in results.items()], indent=1))
+    plot(results, out / "latency_vs_detections.png")
+    print(f"\nwrote {out / 'inference.md'}, {out / 'inference.json'}, {out / 'latency_vs_detections.png'}")
+
+
+if __name__ == "__main__":
+    main()

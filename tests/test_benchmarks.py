@@ -1,0 +1,45 @@
+"""The benchmark scripts run on a tiny setting and produce well-formed tables (no timing asserts)."""
+
+import json
+import re
+import subprocess
+import sys
+
+from conftest import REPO_ROOT
+
+
+def _run(script, *args):
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / script), *args],
+                          capture_output=True, text=True, timeout=600, cwd=REPO_ROOT / "benchmarks")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_inference_benchmark_table(tmp_path):
+    out = _run("benchmark_inference.py", "--tiny", "--runs", "1", "--warmup", "1", "--counts", "5", "12",
+               "--out", str(tmp_path))
+    rows = [line for line in out.splitlines() if re.match(r"\| (BlendMask|FCOS|Mask R-CNN)[^|]*\| \d+x\d+ \|", line)]
+    assert len(rows) == 4 * 2, out
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert len(cells) == 8
+        assert int(cells[2]) == int(cells[5]), f"forced detection count not reached: {row}"
+        assert float(cells[3]) > 0
+    assert re.search(r"\| BlendMask / Mask R-CNN \| \d+\.\d\d \| \d+\.\d\d \|", out)
+    assert re.search(r"\| BlendMask / FCOS \| \d+\.\d\d \| \d+\.\d\d \|", out)
+    records = json.loads((tmp_path / "inference.json").read_text())
+    assert {r["model"] for r in records} == {"BlendMask R_50", "BlendMask R_50 550", "FCOS R_50",
+                                              "Mask R-CNN R50-FPN"}
+    blend = next(r for r in records if r["model"] == "BlendMask R_50")
+    assert {"backbone+FPN", "head", "post-processing", "basis module", "blender", "paste"} <= set(blend["stages_ms"])
+    assert (tmp_path / "latency_vs_detections.png").stat().st_size > 1000
+
+
+def test_training_benchmark_table():
+    out = _run("benchmark_training.py", "--tiny", "--iters", "1", "--batch", "1")
+    rows = [line for line in out.splitlines() if re.match(r"\| (BlendMask|FCOS|Mask R-CNN)", line)]
+    assert len(rows) == 3
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert float(cells[1]) > 0 and re.fullmatch(r"-?\d+\.\d+", cells[4])
+    assert re.search(r"BlendMask / Mask R-CNN: \d+\.\d\d; BlendMask / FCOS: \d+\.\d\d", out)
