@@ -1,11 +1,13 @@
 """Small layers shared by the heads: per-level norms, deformable conv, SyncBN fallback."""
 
 import logging
+from typing import List
 
 import torch
 from detectron2.layers import get_norm
 from detectron2.utils import comm
 from torch import nn
+from torch.nn import functional as F
 from torchvision.ops import deform_conv2d
 
 logger = logging.getLogger(__name__)
@@ -96,3 +98,39 @@ def syncbn_to_bn_for_single_process(model: nn.Module) -> nn.Module:
         logger.info(f"Not distributed: {count} SyncBatchNorm layers run as BatchNorm2d.")
         model = _syncbn_to_bn(model)
     return model
+
+
+def supports_conv_at_locations(module) -> bool:
+    """True for a plain "same" conv (stride 1, no dilation/groups, zero padding k//2)."""
+    return (
+        isinstance(module, nn.Conv2d)
+        and module.stride == (1, 1) and module.dilation == (1, 1) and module.groups == 1
+        and module.kernel_size[0] == module.kernel_size[1] and module.kernel_size[0] % 2 == 1
+        and module.padding == (module.kernel_size[0] // 2,) * 2 and module.padding_mode == "zeros"
+    )
+
+
+def conv_at_locations(conv: nn.Conv2d, features: List[torch.Tensor], levels, images, indices) -> torch.Tensor:
+    """``conv`` evaluated only at chosen cells, equal to indexing its dense output there.
+
+    features: per-level maps (N, C, H_l, W_l); levels, images, indices: (P,) level, image and
+    row-major cell index of each wanted output. Returns (P, out_channels). Cost is P patches, not
+    every cell of every level: what BlendMask's attention conv needs at the few kept locations.
+    """
+    k, pad = conv.kernel_size[0], conv.padding[0]
+    weight = conv.weight.reshape(conv.out_channels, -1)
+    out = weight.new_zeros((len(indices), conv.out_channels))
+    taps = torch.arange(k, device=weight.device)
+    for level in levels.unique().tolist():
+        sel = torch.nonzero(levels == level).squeeze(1)
+        feature = F.pad(features[level], (pad, pad, pad, pad))
+        width = features[level].shape[-1]
+        ys, xs = indices[sel] // width, indices[sel] % width
+        rows = (ys[:, None] + taps)[:, :, None]  # (P, k, 1)
+        cols = (xs[:, None] + taps)[:, None, :]  # (P, 1, k)
+        patches = feature[images[sel][:, None, None], :, rows, cols]  # (P, k, k, C)
+        patches = patches.permute(0, 3, 1, 2).reshape(len(sel), -1)
+        out = out.index_copy(0, sel, patches @ weight.t())
+    if conv.bias is not None:
+        out = out + conv.bias
+    return out

@@ -9,6 +9,7 @@ from detectron2.modeling import PROPOSAL_GENERATOR_REGISTRY
 from detectron2.structures import ImageList, Instances
 from torch import nn
 
+from ..layers import conv_at_locations, supports_conv_at_locations
 from .head import FCOSHead
 from .inference import predict_instances
 from .losses import fcos_losses
@@ -57,8 +58,14 @@ class FCOS(nn.Module):
         pre_nms_topk: Dict[bool, int],
         post_nms_topk: Dict[bool, int],
         nms_thresh: float = 0.6,
+        sparse_top_module: bool = True,
     ):
-        """``inference_thresh``/``pre_nms_topk``/``post_nms_topk`` map ``training`` -> value."""
+        """``inference_thresh``/``pre_nms_topk``/``post_nms_topk`` map ``training`` -> value.
+
+        ``sparse_top_module``: evaluate a conv ``top_module`` only where its output is used (the
+        positive locations in training, the kept detections at inference) instead of on every
+        location of every level; same values, a fraction of the cost.
+        """
         super().__init__()
         if len(strides) != len(in_features):
             raise ValueError(f"FPN_STRIDES {strides} and IN_FEATURES {in_features} differ in length")
@@ -83,6 +90,7 @@ class FCOS(nn.Module):
         self.pre_nms_topk = pre_nms_topk
         self.post_nms_topk = post_nms_topk
         self.nms_thresh = nms_thresh
+        self.sparse_top_module = sparse_top_module
 
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
@@ -128,7 +136,12 @@ class FCOS(nn.Module):
     ):
         features = [features[f] for f in self.in_features]
         locations = compute_locations(features, self.strides)
-        outputs = self.fcos_head(features, top_module)
+        sparse = top_module is not None and self.sparse_top_module and supports_conv_at_locations(top_module)
+        outputs = self.fcos_head(features, None if sparse else top_module)
+        if sparse:
+            towers = outputs["box_towers"]
+            outputs["top_feat_fn"] = lambda levels, images, cells: conv_at_locations(
+                top_module, towers, levels, images, cells)
         if self.training:
             if gt_instances is None:
                 raise ValueError("FCOS in training mode needs gt_instances")
@@ -145,13 +158,15 @@ class FCOS(nn.Module):
             post_nms_topk=self.post_nms_topk[self.training],
             nms_thresh=self.nms_thresh,
             thresh_with_ctr=self.thresh_with_ctr,
+            top_feat_fn=outputs.get("top_feat_fn"),
         )
 
     def get_ground_truth(self, locations: List[torch.Tensor], gt_instances: List[Instances]):
         """Targets for all locations, flattened in the order level, image, location.
 
         Returns a dict of tensors: labels (P,), reg_targets (P, 4) in stride units, gt_inds (P,)
-        into the batch's concatenated ground truth, fpn_levels (P,).
+        into the batch's concatenated ground truth, fpn_levels, im_inds and cell_inds (P,) (the
+        location's level, image and row-major index within its level).
         """
         num_per_level = [len(loc) for loc in locations]
         all_locations = torch.cat(locations)
@@ -162,6 +177,7 @@ class FCOS(nn.Module):
         ])
         strides = torch.tensor(self.strides, dtype=torch.float32, device=device)[level_of]
         size_ranges = torch.tensor(self.size_ranges, dtype=torch.float32, device=device)[level_of]
+        cell_of = torch.cat([torch.arange(n, device=device) for n in num_per_level])
 
         per_image, offset = [], 0
         for instances in gt_instances:
@@ -175,6 +191,8 @@ class FCOS(nn.Module):
             offset += len(boxes)
             targets["reg_targets"] = targets["reg_targets"] / strides[:, None]
             targets["fpn_levels"] = level_of
+            targets["cell_inds"] = cell_of
+            targets["im_inds"] = torch.full_like(level_of, len(per_image))
             per_image.append(targets)
 
         # image-major -> level-major, the order of the flattened predictions
@@ -207,6 +225,9 @@ class FCOS(nn.Module):
         positives.gt_ctrs = ctrness_targets
         positives.fpn_levels = targets["fpn_levels"][pos_inds]
         positives.labels = labels[pos_inds]
-        if outputs["top_feats"]:
+        if "top_feat_fn" in outputs:
+            positives.top_feats = outputs["top_feat_fn"](
+                positives.fpn_levels, targets["im_inds"][pos_inds], targets["cell_inds"][pos_inds])
+        elif outputs["top_feats"]:
             positives.top_feats = _flatten_levels(outputs["top_feats"])[pos_inds]
         return {"instances": positives, "loss_denorm": loss_denorm}, losses

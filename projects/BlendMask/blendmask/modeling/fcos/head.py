@@ -103,12 +103,14 @@ class FCOSHead(nn.Module):
         )
 
     def forward(self, features: List[torch.Tensor], top_module: Optional[Callable] = None):
-        """Returns dict of per-level lists: "logits", "reg", "ctrness", "top_feats" (maybe empty)."""
-        out = {"logits": [], "reg": [], "ctrness": [], "top_feats": []}
+        """Returns dict of per-level lists: "logits", "reg", "ctrness", "box_towers" and "top_feats"
+        (empty without ``top_module``)."""
+        out = {"logits": [], "reg": [], "ctrness": [], "top_feats": [], "box_towers": []}
         for level, feature in enumerate(features):
             feature = self.share_tower(feature, level)
             cls_tower = self.cls_tower(feature, level)
             bbox_tower = self.bbox_tower(feature, level)
+            out["box_towers"].append(bbox_tower)
             out["logits"].append(self.cls_logits(cls_tower))
             out["ctrness"].append(self.ctrness(bbox_tower))
             reg = self.bbox_pred(bbox_tower)

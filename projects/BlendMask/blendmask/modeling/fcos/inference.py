@@ -1,6 +1,6 @@
 """FCOS inference: threshold, per-level top-k, decode boxes, class-aware NMS, top-k over levels."""
 
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 from detectron2.layers import batched_nms
@@ -35,7 +35,7 @@ def _candidates_single_level(
          locs[:, 0] + per_loc_reg[:, 2], locs[:, 1] + per_loc_reg[:, 3]),
         dim=1,
     )
-    out = {"boxes": boxes, "scores": torch.sqrt(scores), "classes": classes, "locations": locs}
+    out = {"boxes": boxes, "scores": torch.sqrt(scores), "classes": classes, "locations": locs, "loc_idx": loc_idx}
     if top_feat is not None:
         out["top_feat"] = top_feat.reshape(top_feat.shape[0], -1).t()[loc_idx]
     return out
@@ -63,11 +63,13 @@ def predict_instances(
     post_nms_topk: int,
     nms_thresh: float,
     thresh_with_ctr: bool,
+    top_feat_fn: Optional[Callable] = None,
 ) -> List[Instances]:
     """Per-level outputs (N, ., H_l, W_l) -> one ``Instances`` per image.
 
     Fields: pred_boxes (unclipped, input-image pixels), scores = sqrt(cls * ctr), pred_classes,
-    locations, fpn_levels and, when the head had a top module, top_feat (N, D).
+    locations, fpn_levels and top_feat (n, D): read from ``top_feats`` (dense per-level maps) or,
+    for the kept detections only, computed by ``top_feat_fn(levels, images, cell_indices)``.
     """
     results = []
     for i, image_size in enumerate(image_sizes):
@@ -86,6 +88,9 @@ def predict_instances(
         merged = {k: v[keep] for k, v in merged.items()}
         keep = keep_top_k_with_ties(merged["scores"], post_nms_topk)
         merged = {k: v[keep] for k, v in merged.items()}
+        loc_idx = merged.pop("loc_idx")
+        if top_feat_fn is not None:
+            merged["top_feat"] = top_feat_fn(merged["fpn_levels"], torch.full_like(loc_idx, i), loc_idx)
 
         instances = Instances(image_size)
         instances.pred_boxes = Boxes(merged.pop("boxes"))
