@@ -32,6 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 MODELS = {
     "BlendMask R_50": ("ours", "configs/BlendMask/R_50_1x.yaml", None),
+    # the same model computing the attention conv densely (before the sparse evaluation)
+    "BlendMask R_50 dense-attn": ("ours-dense", "configs/BlendMask/R_50_1x.yaml", None),
     "BlendMask R_50 550": ("ours", "configs/BlendMask/550_R_50_3x.yaml", (550, 916)),
     "FCOS R_50": ("ours", "configs/FCOS-Detection/R_50_1x.yaml", None),
     "Mask R-CNN R50-FPN": ("d2", "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml", None),
@@ -42,7 +44,7 @@ TINY_OPTS = ["MODEL.RESNETS.STEM_OUT_CHANNELS", 16, "MODEL.RESNETS.RES2_OUT_CHAN
 
 
 def build(kind, config, count, tiny):
-    if kind == "ours":
+    if kind.startswith("ours"):
         opts = ["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu", "MODEL.FCOS.INFERENCE_TH_TEST", 0.0,
                 "MODEL.FCOS.NMS_TH", 1.0, "MODEL.FCOS.POST_NMS_TOPK_TEST", count]
         if tiny:
@@ -57,8 +59,9 @@ def build(kind, config, count, tiny):
             cfg.merge_from_list(TINY_OPTS)
     torch.manual_seed(0)
     model = build_model(cfg).eval()
-    if kind == "ours":  # boxes of 3 strides on each side of their location
+    if kind.startswith("ours"):  # boxes of 3 strides on each side of their location
         torch.nn.init.constant_(model.proposal_generator.fcos_head.bbox_pred.bias, 3.0)
+        model.proposal_generator.sparse_top_module = kind != "ours-dense"
     else:  # boxes = RPN proposals (random box deltas can collapse boxes to nothing)
         torch.nn.init.zeros_(model.roi_heads.box_predictor.bbox_pred.weight)
         torch.nn.init.zeros_(model.roi_heads.box_predictor.bbox_pred.bias)
@@ -111,7 +114,7 @@ class StageTimer:
 def instrument(kind, model):
     timer = StageTimer()
     timer.module("backbone+FPN", model.backbone)
-    if kind == "ours":
+    if kind.startswith("ours"):
         timer.module("head", model.proposal_generator.fcos_head)
         timer.method("post-processing", model.proposal_generator, "predict")
         timer.method("paste", model, "postprocess")
@@ -235,7 +238,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--counts", type=int, nargs="+", default=[10, 50, 100, 200])
     parser.add_argument("--size", type=int, nargs=2, default=[800, 1333])
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--models", nargs="+", choices=list(MODELS),
+                        default=[m for m in MODELS if "dense-attn" not in m])
     parser.add_argument("--out", default="output/benchmarks")
     parser.add_argument("--tiny", action="store_true")
     args = parser.parse_args(argv)
