@@ -1,0 +1,80 @@
+"""Run a trained model on single images or video frames and draw its predictions.
+
+``Predictor`` wraps detectron2's ``DefaultPredictor``: it returns the instances on the CPU with
+``score >= confidence_threshold`` and draws them (masks, boxes, class names, scores) with
+detectron2's ``Visualizer``, or ``VideoVisualizer`` for video frames (colours stay with the tracked
+instances from frame to frame). ``class_metadata(cfg)`` says which class names are drawn.
+"""
+
+from typing import Optional
+
+import numpy as np
+from detectron2.data import MetadataCatalog
+from detectron2.data.catalog import Metadata
+from detectron2.engine import DefaultPredictor
+from detectron2.structures import Instances
+from detectron2.utils.video_visualizer import VideoVisualizer
+from detectron2.utils.visualizer import ColorMode, Visualizer
+
+COCO_METADATA_NAME = "coco_2017_val"  # registered with its 80 class names by ``import detectron2.data``
+
+
+def num_classes(cfg) -> int:
+    """Number of classes the model predicts: ``MODEL.FCOS.NUM_CLASSES`` (else ``MODEL.ROI_HEADS``)."""
+    if "FCOS" in cfg.MODEL:
+        return cfg.MODEL.FCOS.NUM_CLASSES
+    return cfg.MODEL.ROI_HEADS.NUM_CLASSES
+
+
+def class_metadata(cfg) -> Metadata:
+    """Metadata whose ``thing_classes`` name the model's classes, for detectron2's visualizers.
+
+    In order: the first test dataset's names (``cfg.DATASETS.TEST[0]``, when registered with as
+    many ``thing_classes`` as the model has classes), COCO's 80 names when the model has 80
+    classes, else no names (the visualizers then write class numbers).
+    """
+    n = num_classes(cfg)
+    if len(cfg.DATASETS.TEST):
+        metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0])
+        if len(metadata.get("thing_classes", [])) == n:
+            return metadata
+    if n == 80:
+        return MetadataCatalog.get(COCO_METADATA_NAME)
+    return Metadata(name="unnamed classes")
+
+
+class Predictor:
+    """A model from ``cfg`` (weights from ``cfg.MODEL.WEIGHTS``) that predicts and draws instances.
+
+    Args:
+        cfg: a detectron2 config (``cfg.INPUT.MIN_SIZE_TEST``/``MAX_SIZE_TEST`` set the resize).
+        confidence_threshold: instances with a lower score are dropped.
+        metadata: class names to draw; default ``class_metadata(cfg)``.
+    """
+
+    def __init__(self, cfg, confidence_threshold: float = 0.5, metadata: Optional[Metadata] = None):
+        self.predictor = DefaultPredictor(cfg)
+        self.confidence_threshold = confidence_threshold
+        self.metadata = metadata if metadata is not None else class_metadata(cfg)
+
+    def __call__(self, image_bgr: np.ndarray) -> Instances:
+        """Instances (on the CPU, at the image's size) predicted for an (H, W, 3) uint8 BGR image."""
+        instances = self.predictor(image_bgr)["instances"].to("cpu")
+        return instances[instances.scores >= self.confidence_threshold]
+
+    def video_visualizer(self) -> VideoVisualizer:
+        """A visualizer to pass to ``draw`` for the frames of one video."""
+        return VideoVisualizer(self.metadata, ColorMode.IMAGE)
+
+    def draw(
+        self, image_bgr: np.ndarray, instances: Instances, video_visualizer: Optional[VideoVisualizer] = None
+    ) -> np.ndarray:
+        """The BGR image (same size) with the instances' masks, boxes, class names and scores drawn."""
+        image_rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
+        if video_visualizer is not None:
+            drawn = video_visualizer.draw_instance_predictions(image_rgb, instances)
+        else:
+            drawn = Visualizer(image_rgb, self.metadata, instance_mode=ColorMode.IMAGE).draw_instance_predictions(
+                instances
+            )
+        return np.ascontiguousarray(drawn.get_image()[:, :, ::-1])
