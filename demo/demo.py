@@ -19,12 +19,11 @@ from pathlib import Path
 
 import cv2
 import torch
-from detectron2.config import get_cfg
 from detectron2.data.detection_utils import read_image
 from detectron2.utils.logger import setup_logger
 from tqdm import tqdm
 
-from blendmask import add_blendmask_config
+from blendmask import load_config
 from blendmask.utils.visualize import Predictor
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -52,14 +51,13 @@ def get_parser() -> argparse.ArgumentParser:
 
 def setup_cfg(args):
     """The config file, then the threshold, then ``--opts``; CPU when CUDA is unavailable."""
-    cfg = add_blendmask_config(get_cfg())
-    cfg.merge_from_file(args.config_file)
+    cfg = load_config(args.config_file)  # unknown keys fail naming the closest valid key
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         cfg.MODEL.DEVICE = "cpu"
     # FCOS scores are sqrt(cls * ctr) <= sqrt(cls): every instance scoring >= t passes a pre-threshold of
     # t**2 (0.999 absorbs float rounding), and fewer candidates make inference faster.
     cfg.MODEL.FCOS.INFERENCE_TH_TEST = args.confidence_threshold**2 * 0.999
-    cfg.merge_from_list(args.opts)
+    cfg = load_config(opts=args.opts, cfg=cfg)
     cfg.freeze()
     return cfg
 
