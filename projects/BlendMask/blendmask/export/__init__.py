@@ -1,0 +1,42 @@
+"""Export BlendMask (and FCOS-only models), post-processing included, to TorchScript and ONNX.
+
+``ExportableBlendMask(model)`` is the traceable single-image module; ``api`` builds it from a
+config, reads images as it expects them, writes and runs the exports; ``compare`` checks exported
+outputs against the eager model. ``tools/export_model.py`` is the command line.
+"""
+
+from .api import (
+    ONNX_OPSET,
+    build_model_from_cfg,
+    export_onnx,
+    export_torchscript,
+    io_spec,
+    load_torchscript,
+    onnx_session,
+    prepare_image,
+    read_image,
+    run_onnx,
+    write_spec,
+)
+from .compare import compare_outputs, eager_predict, match_by_box
+from .wrapper import INPUT_NAMES, OUTPUT_NAMES, ExportableBlendMask
+
+__all__ = [
+    "ExportableBlendMask",
+    "INPUT_NAMES",
+    "ONNX_OPSET",
+    "OUTPUT_NAMES",
+    "build_model_from_cfg",
+    "compare_outputs",
+    "eager_predict",
+    "export_onnx",
+    "export_torchscript",
+    "io_spec",
+    "load_torchscript",
+    "match_by_box",
+    "onnx_session",
+    "prepare_image",
+    "read_image",
+    "run_onnx",
+    "write_spec",
+]

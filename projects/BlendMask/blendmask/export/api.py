@@ -1,0 +1,160 @@
+"""Build the exportable module from a config, read images as the model expects, write and run exports."""
+
+import json
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Dict, Tuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from .wrapper import INPUT_NAMES, OUTPUT_NAMES, ExportableBlendMask
+
+ONNX_OPSET = 17  # RoiAlign with half_pixel (ROIAlignV2) needs >= 16, GridSample >= 16
+
+
+def build_model_from_cfg(cfg) -> nn.Module:
+    """detectron2 ``build_model`` + ``DetectionCheckpointer`` load of MODEL.WEIGHTS, in eval mode, on CPU."""
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.modeling import build_model
+
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.DEVICE = "cpu"
+    model = build_model(cfg)
+    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    return model.eval()
+
+
+def read_image(path: Union[str, Path], cfg) -> Tuple[torch.Tensor, torch.Tensor]:
+    """An image file as the exported model's inputs, prepared as ``DefaultPredictor`` does.
+
+    Returns ``image`` (1, 3, H, W) float32 in ``INPUT.FORMAT``, resized by
+    ``ResizeShortestEdge(MIN_SIZE_TEST, MAX_SIZE_TEST)``, and ``output_size`` int64 [h0, w0], the
+    file's own size.
+    """
+    from detectron2.data import detection_utils
+
+    original = detection_utils.read_image(str(path), format=cfg.INPUT.FORMAT)
+    return prepare_image(original, cfg)
+
+
+def prepare_image(original_hwc: np.ndarray, cfg) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(H0, W0, 3) uint8 array already in ``INPUT.FORMAT`` -> (image, output_size), see :func:`read_image`."""
+    from detectron2.data import transforms as T
+
+    resize = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
+    resized = resize.get_transform(original_hwc).apply_image(original_hwc)
+    image = torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1)), dtype=torch.float32)[None]
+    return image, torch.tensor(original_hwc.shape[:2], dtype=torch.int64)
+
+
+@contextmanager
+def quiet_export_warnings():
+    """Silence the tracer's and the legacy exporter's generic warnings (see ``ExportableBlendMask``:
+    nothing data-dependent is turned into a constant; the tests check other sizes and counts)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.(trace|script|save|load)")
+        warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export")
+        warnings.filterwarnings("ignore", module=r"torch\.onnx")
+        yield
+
+
+def export_torchscript(module: ExportableBlendMask, image: torch.Tensor, output_size: torch.Tensor, path) -> Path:
+    """Trace ``module`` on one sample and save it; the file runs with torch + torchvision only."""
+    path = Path(path)
+    with torch.no_grad(), quiet_export_warnings():
+        traced = torch.jit.trace(module.eval(), (image, output_size), check_trace=False)
+        torch.jit.save(traced, str(path))
+    return path
+
+
+def load_torchscript(path) -> torch.jit.ScriptModule:
+    import torchvision  # noqa: F401  (registers torchvision::nms and torchvision::roi_align)
+
+    with quiet_export_warnings():
+        return torch.jit.load(str(path), map_location="cpu")
+
+
+def export_onnx(
+    module: ExportableBlendMask, image: torch.Tensor, output_size: torch.Tensor, path,
+    opset: int = ONNX_OPSET, metadata: Dict[str, str] = None,
+) -> Path:
+    """Export through the TorchScript-based ONNX exporter (``dynamo=False``), dynamic H, W and N."""
+    import onnx
+
+    path = Path(path)
+    n = "num_detections"
+    dynamic_axes = {
+        "image": {2: "height", 3: "width"},
+        "boxes": {0: n}, "scores": {0: n}, "classes": {0: n}, "mask_probs": {0: n},
+        "masks": {0: n, 1: "output_height", 2: "output_width"},
+    }
+    module.for_onnx = True
+    try:
+        with torch.no_grad(), quiet_export_warnings():
+            torch.onnx.export(
+                module.eval(), (image, output_size), str(path), dynamo=False, opset_version=opset,
+                input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES), dynamic_axes=dynamic_axes,
+            )
+    finally:
+        module.for_onnx = False
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model)
+    if metadata:
+        for key, value in metadata.items():
+            model.metadata_props.add(key=key, value=str(value))
+        onnx.save(model, str(path))
+    return path
+
+
+def onnx_session(path, num_threads: int = 0):
+    """A CPU onnxruntime session (``num_threads`` 0: onnxruntime's default)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = num_threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(session, image: torch.Tensor, output_size: torch.Tensor):
+    """Outputs as a tuple of torch tensors, in ``OUTPUT_NAMES`` order."""
+    feeds = {"image": image.numpy(), "output_size": output_size.numpy()}
+    return tuple(torch.from_numpy(a) for a in session.run(list(OUTPUT_NAMES), feeds))
+
+
+def io_spec(module: ExportableBlendMask, cfg) -> Dict:
+    """A JSON-able description of the exported graph's inputs, outputs and pre-processing."""
+    r = module.roi_align.output_size[0] if module.has_masks else 0
+    return {
+        "inputs": {
+            "image": f"float32 (1, 3, H, W), raw 0..255 pixels in {cfg.INPUT.FORMAT} order, resized so the "
+                     f"short side is {cfg.INPUT.MIN_SIZE_TEST} (long side <= {cfg.INPUT.MAX_SIZE_TEST}); "
+                     "H, W dynamic, padded to a multiple of "
+                     f"{module.size_divisibility} inside",
+            "output_size": "int64 (2,) [height, width] to scale the results to (the original image's size)",
+        },
+        "outputs": {
+            "boxes": "float32 (N, 4) x0, y0, x1, y1 in output_size pixels, clipped; N dynamic, by decreasing score",
+            "scores": "float32 (N,)",
+            "classes": f"int64 (N,) in 0..{module.num_classes - 1}",
+            "mask_probs": f"float32 (N, {r}, {r}) mask probabilities inside each (unclipped) box"
+                          if module.has_masks else "float32 (N, 0, 0) (box-only model)",
+            "masks": "bool (N, output_height, output_width)" if module.paste_masks
+                     else "bool (N, 0, 0) (not pasted)",
+        },
+        "post_processing": {
+            "score_threshold": module.thresh, "thresh_with_ctr": module.thresh_with_ctr,
+            "pre_nms_topk": module.pre_nms_topk, "nms_threshold": module.nms_thresh,
+            "post_nms_topk": module.post_nms_topk, "mask_threshold": module.mask_threshold,
+        },
+    }
+
+
+def write_spec(spec: Dict, path) -> Path:
+    path = Path(path)
+    path.write_text(json.dumps(spec, indent=2) + "\n")
+    return path

@@ -1,0 +1,114 @@
+"""Compare an exported model's outputs with the eager model's instances."""
+
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+import torch
+
+
+def _np(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def match_by_box(ref_boxes, ref_classes, boxes, classes) -> np.ndarray:
+    """For each reference detection, the index of the unused same-class detection whose box is
+    nearest (max abs coordinate difference), -1 when none is left. Rank-order independent, so
+    near-equal scores that swap places do not matter."""
+    match = np.full(len(ref_boxes), -1)
+    used = np.zeros(len(boxes), dtype=bool)
+    for i in range(len(ref_boxes)):
+        candidates = np.nonzero((classes == ref_classes[i]) & ~used)[0]
+        if len(candidates):
+            dist = np.abs(boxes[candidates] - ref_boxes[i]).max(axis=1)
+            j = candidates[int(np.argmin(dist))]
+            match[i] = j
+            used[j] = True
+    return match
+
+
+def compare_outputs(
+    eager, outputs: Sequence, eager_mask_probs: Optional[torch.Tensor] = None, prob_tol: float = 3e-3
+) -> Dict:
+    """``eager``: the eager model's Instances; ``outputs``: (boxes, scores, classes, mask_probs,
+    masks) of the exported model. ``eager_mask_probs`` (N, R, R), when given, are the eager R x R
+    probabilities in the same order as ``eager``.
+
+    Returns counts and the worst differences over matched detections: max_box_diff (px),
+    max_score_diff, max_mask_prob_diff, min_mask_iou, mask_pixels_differing, unmatched and, with
+    ``eager_mask_probs``, unexplained_mask_pixels: differing mask pixels whose eager pasted
+    probability is farther than ``prob_tol`` from the 0.5 threshold (float noise flips only the
+    pixels at the threshold; anything else is a real difference).
+    """
+    boxes, scores, classes, probs, masks = (_np(o) for o in outputs)
+    ref_boxes = _np(eager.pred_boxes.tensor)
+    ref_scores, ref_classes = _np(eager.scores), _np(eager.pred_classes)
+    match = match_by_box(ref_boxes, ref_classes, boxes, classes)
+    ok = match >= 0
+    m = match[ok]
+    report = {
+        "count_eager": len(ref_boxes), "count_export": len(boxes), "unmatched": int((~ok).sum()),
+        "max_box_diff": 0.0, "max_score_diff": 0.0, "max_mask_prob_diff": 0.0,
+        "min_mask_iou": 1.0, "mask_pixels_differing": 0,
+    }
+    if eager_mask_probs is not None and masks.size:
+        report["unexplained_mask_pixels"] = 0
+    if not ok.any():
+        return report
+    report["max_box_diff"] = float(np.abs(boxes[m] - ref_boxes[ok]).max())
+    report["max_score_diff"] = float(np.abs(scores[m] - ref_scores[ok]).max())
+    if eager_mask_probs is not None and probs.size:
+        report["max_mask_prob_diff"] = float(np.abs(probs[m] - _np(eager_mask_probs)[ok]).max())
+    if eager.has("pred_masks") and masks.size:
+        ours, theirs = masks[m].astype(bool), _np(eager.pred_masks)[ok].astype(bool)
+        inter = (ours & theirs).sum(axis=(1, 2))
+        union = (ours | theirs).sum(axis=(1, 2))
+        iou = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+        report["min_mask_iou"] = float(iou.min())
+        report["mask_pixels_differing"] = int((ours != theirs).sum())
+        if eager_mask_probs is not None and report["mask_pixels_differing"]:
+            report["unexplained_mask_pixels"] = _unexplained_flips(
+                ours, theirs, _np(eager_mask_probs)[ok], ref_boxes[ok], prob_tol)
+    return report
+
+
+def _unexplained_flips(ours, theirs, probs, boxes, tol: float) -> int:
+    from .wrapper import paste_mask_probs
+
+    count = 0
+    h, w = theirs.shape[1:]
+    for i in np.nonzero((ours != theirs).any(axis=(1, 2)))[0]:
+        pasted = paste_mask_probs(
+            torch.as_tensor(probs[i:i + 1]), torch.as_tensor(boxes[i:i + 1]),
+            torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
+        )[0].numpy()
+        count += int(((ours[i] != theirs[i]) & (np.abs(pasted - 0.5) > tol)).sum())
+    return count
+
+
+def eager_predict(model, image: torch.Tensor, output_size: torch.Tensor):
+    """The eager model on the same inputs: (Instances, R x R mask probabilities or None).
+
+    The probabilities are read from the blender's output and kept in the order and number of the
+    final instances (``detector_postprocess`` drops boxes that are empty after clipping).
+    """
+    captured = {}
+
+    def grab(module, args, out):
+        captured["probs"] = out[0].pred_masks[:, 0].clone()
+        captured["boxes"] = out[0].pred_boxes.tensor.clone()
+
+    hook = model.blender.register_forward_hook(grab) if hasattr(model, "blender") else None
+    try:
+        h, w = (int(v) for v in output_size)
+        with torch.no_grad():
+            instances = model([{"image": image[0], "height": h, "width": w}])[0]["instances"]
+    finally:
+        if hook is not None:
+            hook.remove()
+    probs = captured.get("probs")
+    if probs is not None and len(probs) != len(instances):
+        boxes = captured["boxes"] * torch.tensor([w / image.shape[-1], h / image.shape[-2]] * 2)
+        boxes = torch.stack([boxes[:, 0].clamp(0, w), boxes[:, 1].clamp(0, h),
+                             boxes[:, 2].clamp(0, w), boxes[:, 3].clamp(0, h)], dim=1)
+        probs = probs[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
+    return instances, probs
