@@ -62,9 +62,10 @@ def build(kind, config, count, tiny):
     if kind.startswith("ours"):  # boxes of 3 strides on each side of their location
         torch.nn.init.constant_(model.proposal_generator.fcos_head.bbox_pred.bias, 3.0)
         model.proposal_generator.sparse_top_module = kind != "ours-dense"
-    else:  # boxes = RPN proposals (random box deltas can collapse boxes to nothing)
-        torch.nn.init.zeros_(model.roi_heads.box_predictor.bbox_pred.weight)
-        torch.nn.init.zeros_(model.roi_heads.box_predictor.bbox_pred.bias)
+    else:  # boxes = anchors: random box deltas collapse proposals onto the whole image
+        for layer in (model.proposal_generator.rpn_head.anchor_deltas, model.roi_heads.box_predictor.bbox_pred):
+            torch.nn.init.zeros_(layer.weight)
+            torch.nn.init.zeros_(layer.bias)
     return model
 
 
