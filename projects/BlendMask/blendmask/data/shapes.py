@@ -4,7 +4,8 @@ Each image has a textured background (smooth noise, stripes, checks or a gradien
 shapes of five classes with random size, rotation and colour, painted in order so later shapes
 occlude earlier ones. Annotations are COCO polygons of the *visible* part of each shape, traced
 at 4x resolution, so they match the (anti-aliased) pixels. Generation is deterministic: image i
-of a split depends only on (seed, split, i) and the spec, never on the machine.
+of a split depends only on (seed, split, i) and the spec (with the same numpy and OpenCV, the
+files are byte-identical).
 
 ``build_shapes_dataset(root)`` writes ``root/<split>/*.png`` and ``root/<split>.json`` once (a
 ``spec.json`` stamp tells whether the cache matches the spec); ``register_shapes()`` builds the
