@@ -14,21 +14,27 @@ built-in synthetic dataset, generated on first use.
 """
 
 import os
+import weakref
 
 import detectron2.utils.comm as comm
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
 from detectron2.data.datasets import register_coco_instances
 from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
 from detectron2.evaluation import COCOEvaluator
 
 import blendmask
+from blendmask.checkpoint import BlendMaskCheckpointer
 from blendmask.data import build_shapes_dataset, register_shapes, set_num_classes
 
 
 class Trainer(DefaultTrainer):
+    def build_hooks(self):
+        # weights-only loading and atomic saves, also for the periodic checkpoints the hooks write
+        self.checkpointer = BlendMaskCheckpointer(self.checkpointer.model, self.cfg.OUTPUT_DIR,
+                                                  trainer=weakref.proxy(self))
+        return super().build_hooks()
+
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
@@ -52,9 +58,7 @@ def register_datasets(cfg, coco_datasets=()):
 
 
 def setup(args):
-    cfg = blendmask.add_blendmask_config(get_cfg())
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
+    cfg = blendmask.load_config(args.config_file, args.opts)  # unknown keys name the closest valid key
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         cfg.MODEL.DEVICE = "cpu"  # a laptop: run where we can rather than fail
     register_datasets(cfg, args.coco_dataset or ())
@@ -68,7 +72,7 @@ def main(args):
     cfg = setup(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        BlendMaskCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         return Trainer.test(cfg, model)
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)

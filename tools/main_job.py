@@ -69,9 +69,7 @@ def _set(cfg, key, value):
 
 
 def blendmask_cfg(args, output_dir: Path):
-    cfg = blendmask.add_blendmask_config(get_cfg())
-    cfg.merge_from_file(str(CONFIG))
-    cfg.merge_from_list(["OUTPUT_DIR", str(output_dir / "blendmask"), *args.opts])
+    cfg = blendmask.load_config(CONFIG, ["OUTPUT_DIR", str(output_dir / "blendmask"), *args.opts])
     if args.iters:
         scale = args.iters / cfg.SOLVER.MAX_ITER
         cfg.SOLVER.STEPS = tuple(int(s * scale) for s in cfg.SOLVER.STEPS)
