@@ -32,7 +32,7 @@ def _build_tower(num_convs, channels, norm, num_levels, deformable_last):
         if norm in ("BN", "SyncBN"):
             # batch statistics differ per level: AdelaiDet keeps one BN per level
             layers.append(PerLevelNorm([make_norm(norm, channels) for _ in range(num_levels)]))
-        elif make_norm(norm, channels) is not None:
+        elif norm not in ("", "none", None):
             layers.append(make_norm(norm, channels))
         layers.append(nn.ReLU())
     return Tower(*layers)
