@@ -5,12 +5,12 @@ from typing import Dict, List
 import torch
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone, build_proposal_generator
-from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import ImageList, Instances
 from torch import nn
 
 from ..checkpoint import convert_on_load
 from .layers import syncbn_to_bn_for_single_process
+from .postprocess import postprocess_instances
 
 
 def check_input_image(image: torch.Tensor, min_size: int = 1) -> None:
@@ -88,11 +88,12 @@ class OneStageDetector(nn.Module):
 
     @staticmethod
     def postprocess(detections, batched_inputs, image_sizes):
-        """Scale boxes (and paste masks) to each input's "height"/"width" (default: input size)."""
+        """Scale boxes (and paste masks) to each input's "height"/"width" (default: input size),
+        as detectron2's ``detector_postprocess``."""
         results = []
         for det, inputs, image_size in zip(detections, batched_inputs, image_sizes):
             height = inputs.get("height", image_size[0])
             width = inputs.get("width", image_size[1])
-            results.append({"instances": detector_postprocess(det, height, width)})
+            results.append({"instances": postprocess_instances(det, height, width)})
         return results
 
