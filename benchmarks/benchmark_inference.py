@@ -6,9 +6,11 @@
 
 Models are randomly initialised (no download). Detection counts are forced the same way for all
 models: score threshold 0, NMS off (IoU threshold 1.0), at most N detections; FCOS-style box
-outputs get a positive bias so boxes have a size. Each setting is timed after warm-up as the median
-(and min-max spread) of ``--runs`` eval-mode forwards under no_grad, with per-stage times from
-forward hooks and wrappers. Peak memory is the peak RSS above the pre-run level, sampled every 5 ms.
+outputs get a positive bias so boxes have a size. All models are built first; then each round runs
+every setting once (alternating the order between rounds), so that drifts of the machine hit all
+models alike. Each setting's figure is the median (and min-max spread) of ``--runs`` eval-mode
+forwards under no_grad after ``--warmup`` rounds, with per-stage times from forward hooks and
+wrappers. Peak memory is the peak RSS above the pre-run level, sampled every 5 ms.
 Prints a markdown table with ratios and writes time-vs-detections plots (PNG) and JSON to --out.
 ``--tiny`` uses narrow models and small images (for the test suite).
 """
@@ -112,8 +114,8 @@ class StageTimer:
             undo()
 
 
-def instrument(kind, model):
-    timer = StageTimer()
+def instrument(kind, model, timer):
+    """Register ``model``'s stages on the shared ``timer`` (only one model runs at a time)."""
     timer.module("backbone+FPN", model.backbone)
     if kind.startswith("ours"):
         timer.module("head", model.proposal_generator.fcos_head)
@@ -127,8 +129,9 @@ def instrument(kind, model):
         timer.method("head", model.roi_heads, "_forward_box")  # box head + its post-processing
         if model.roi_heads.mask_on:
             timer.method("mask branch", model.roi_heads, "_forward_mask")
-        timer.method("paste", type(model), "_postprocess")  # called on the class
-    return timer
+        if not getattr(type(model), "_benchmark_timed", False):  # called on the class: patch it once
+            timer.method("paste", type(model), "_postprocess")
+            type(model)._benchmark_timed = True
 
 
 class PeakRSS:
@@ -161,30 +164,45 @@ def _rss():
         return int(f.read().split()[1]) * 4096
 
 
-def time_model(kind, model, image, runs, warmup):
-    timer = instrument(kind, model)
-    inputs = [{"image": image, "height": image.shape[1], "width": image.shape[2]}]
+def time_settings(settings, runs, warmup):
+    """Time every setting ``runs`` times, interleaved round by round (alternating direction), so
+    that slow drifts of the machine (thermal, other load) affect all models alike.
+
+    settings: {key: (model, inputs, kind)}; all models' stages are registered on one StageTimer.
+    """
+    timer = StageTimer()
+    for model, _, kind in settings.values():
+        instrument(kind, model, timer)
+    totals, stages, peaks, counts = defaultdict(list), defaultdict(lambda: defaultdict(list)), defaultdict(float), {}
+    keys = list(settings)
     with torch.no_grad():
         for _ in range(warmup):
-            out = model(inputs)
-        totals, stages = [], defaultdict(list)
-        with PeakRSS() as mem:
-            for _ in range(runs):
+            for key in keys:
+                settings[key][0](settings[key][1])
+        for r in range(runs):
+            for key in keys if r % 2 == 0 else reversed(keys):
+                model, inputs, _ = settings[key]
                 timer.reset()
-                start = time.perf_counter()
-                out = model(inputs)
-                totals.append(time.perf_counter() - start)
+                with PeakRSS() as mem:
+                    start = time.perf_counter()
+                    out = model(inputs)
+                    totals[key].append(time.perf_counter() - start)
                 for k, v in timer.times.items():
-                    stages[k].append(v)
+                    stages[key][k].append(v)
+                peaks[key] = max(peaks[key], mem.mib)
+                counts[key] = len(out[0]["instances"])
+                del out
     timer.remove()
-    n = len(out[0]["instances"])
     return {
-        "median_ms": 1000 * statistics.median(totals),
-        "min_ms": 1000 * min(totals),
-        "max_ms": 1000 * max(totals),
-        "stages_ms": {k: 1000 * statistics.median(v) for k, v in stages.items()},
-        "detections": n,
-        "peak_mib": mem.mib,
+        key: {
+            "median_ms": 1000 * statistics.median(totals[key]),
+            "min_ms": 1000 * min(totals[key]),
+            "max_ms": 1000 * max(totals[key]),
+            "stages_ms": {k: 1000 * statistics.median(v) for k, v in stages[key].items()},
+            "detections": counts[key],
+            "peak_mib": peaks[key],
+        }
+        for key in keys
     }
 
 
@@ -248,7 +266,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = {}
+    settings = {}
     g = torch.Generator().manual_seed(0)
     for name in args.models:
         kind, config, size = MODELS[name]
@@ -256,10 +274,13 @@ def main(argv=None):
         if args.tiny:
             size = (min(size[0], 128), min(size[1], 192))
         image = (torch.rand(3, *size, generator=g) * 255).round()
+        inputs = [{"image": image, "height": size[0], "width": size[1]}]
         for n in args.counts:
-            model = build(kind, config, n, args.tiny)
-            results[(name, size, n)] = r = time_model(kind, model, image, args.runs, args.warmup)
-            print(f"{name} {size[0]}x{size[1]} N={n}: {r['median_ms']:.0f} ms ({r['detections']} dets)", flush=True)
+            settings[(name, size, n)] = (build(kind, config, n, args.tiny), inputs, kind)
+    print(f"timing {len(settings)} settings x {args.runs} interleaved runs after {args.warmup} warm-up", flush=True)
+    results = time_settings(settings, args.runs, args.warmup)
+    for (name, size, n), r in results.items():
+        print(f"{name} {size[0]}x{size[1]} N={n}: {r['median_ms']:.0f} ms ({r['detections']} dets)", flush=True)
     table = markdown(results, args.counts)
     print(f"\ntorch {torch.__version__}, {args.threads} threads, {args.runs} runs after {args.warmup} warm-up\n")
     print(table)
