@@ -13,6 +13,7 @@ registers your own COCO-format data. The number of classes is taken from the tra
 built-in synthetic dataset, generated on first use.
 """
 
+import logging
 import os
 import weakref
 
@@ -20,12 +21,17 @@ import detectron2.utils.comm as comm
 import torch
 from detectron2.data import DatasetCatalog
 from detectron2.data.datasets import register_coco_instances
-from detectron2.engine import DefaultTrainer, default_argument_parser, default_setup, launch
+from detectron2.engine import DefaultTrainer, TrainerBase, default_argument_parser, default_setup, launch
 from detectron2.evaluation import COCOEvaluator
 
 import blendmask
 from blendmask.checkpoint import BlendMaskCheckpointer
-from blendmask.data import build_shapes_dataset, register_shapes, set_num_classes
+from blendmask.data import build_shapes_dataset, build_train_loader, register_shapes, set_num_classes
+
+# detectron2 0.6's DefaultTrainer leaves the optimizer (momentum buffers, current learning rates)
+# out of its checkpoints, so --resume restarted SGD momentum from zero and ran the first resumed
+# iteration at the initial learning rate; later detectron2 saves it under "_trainer".
+_D2_SAVES_OPTIMIZER = DefaultTrainer.state_dict is not TrainerBase.state_dict
 
 
 class Trainer(DefaultTrainer):
@@ -34,6 +40,28 @@ class Trainer(DefaultTrainer):
         self.checkpointer = BlendMaskCheckpointer(self.checkpointer.model, self.cfg.OUTPUT_DIR,
                                                   trainer=weakref.proxy(self))
         return super().build_hooks()
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        # records whose image is corrupt, truncated or missing are skipped with a warning naming the file
+        return build_train_loader(cfg)
+
+    def state_dict(self):
+        state = super().state_dict()
+        if "_trainer" not in state:  # the layout of later detectron2, so checkpoints load in both
+            state["_trainer"] = self._trainer.state_dict()
+        return state
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        if _D2_SAVES_OPTIMIZER:
+            return
+        if "_trainer" in state_dict:
+            self._trainer.load_state_dict(state_dict["_trainer"])
+        else:
+            logging.getLogger(__name__).warning(
+                "the checkpoint has no optimizer state: SGD momentum restarts from zero"
+            )
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):

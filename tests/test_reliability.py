@@ -1,7 +1,11 @@
 """Bad input, bad numbers, untrusted files: clear errors or correct results (issue: reliability)."""
 
+import json
+import logging
 import os
 import pickle
+import re
+import sys
 
 import numpy as np
 import pytest
@@ -12,6 +16,8 @@ from adelaidet_fixtures import fixture_training_inputs, load_fixture_model
 from blendmask import load_config
 from blendmask.checkpoint import BlendMaskCheckpointer, UnsafeCheckpointError
 from conftest import REPO_ROOT, tiny_cfg, training_input
+
+sys.path.insert(0, str(REPO_ROOT))  # train_net.py
 
 
 def test_unknown_config_key_names_the_closest_key(tmp_path):
@@ -135,3 +141,157 @@ def test_checkpoint_save_is_atomic(tmp_path, monkeypatch):
 
 class _NotATensor:
     pass
+
+
+# --- unreadable training images --------------------------------------------------------------
+
+GOOD_IMAGES = {"rgb.png": "RGB", "gray.png": "L", "rgba.png": "RGBA", "palette.gif": "P"}
+BAD_IMAGES = ("truncated.png", "notes.jpg", "missing.png")
+
+
+def _mixed_image_dataset(root, name):
+    """A COCO dataset of 64x48 images: good ones in several PIL modes and unreadable ones."""
+    from detectron2.data.datasets import register_coco_instances
+    from PIL import Image
+
+    root.mkdir()
+    colour = {"RGB": (200, 50, 10), "L": 77, "RGBA": (200, 50, 10, 128), "P": (30, 140, 250)}
+    for file_name, mode in GOOD_IMAGES.items():
+        if mode == "P":
+            Image.new("RGB", (64, 48), colour[mode]).convert("P", palette=Image.Palette.ADAPTIVE).save(root / file_name)
+        else:
+            Image.new(mode, (64, 48), colour[mode]).save(root / file_name)
+    noise = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(root / "truncated.png")
+    whole = (root / "truncated.png").read_bytes()
+    (root / "truncated.png").write_bytes(whole[: len(whole) // 2])  # header intact, pixel data cut
+    (root / "notes.jpg").write_text("not an image at all\n")
+    files = [*GOOD_IMAGES, *BAD_IMAGES]
+    images = [{"id": i + 1, "file_name": f, "height": 48, "width": 64} for i, f in enumerate(files)]
+    annotations = [{"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": [10, 8, 30, 24], "area": 720.0,
+                    "iscrowd": 0, "segmentation": [[10, 8, 40, 8, 40, 32, 10, 32]]} for i in range(len(files))]
+    json_file = root / "instances.json"
+    json_file.write_text(json.dumps({"images": images, "annotations": annotations,
+                                     "categories": [{"id": 1, "name": "box"}]}))
+    register_coco_instances(name, {}, str(json_file), str(root))
+    return name
+
+
+def _small_input_cfg(dataset_name):
+    return tiny_cfg(**{
+        "INPUT.MIN_SIZE_TRAIN": "(48,)", "INPUT.MAX_SIZE_TRAIN": 64, "DATASETS.TRAIN": f"('{dataset_name}',)",
+        "SOLVER.IMS_PER_BATCH": 2, "DATALOADER.NUM_WORKERS": 0, "MODEL.FCOS.NUM_CLASSES": 1,
+        "MODEL.BASIS_MODULE.NUM_CLASSES": 1,
+    })
+
+
+def _assert_good_image(mapped):
+    name = os.path.basename(mapped["file_name"])
+    assert name in GOOD_IMAGES, name
+    image = mapped["image"]
+    assert image.shape == (3, 48, 64) and image.dtype == torch.uint8, (name, image.shape)
+    bgr = {"rgb.png": (10, 50, 200), "rgba.png": (10, 50, 200), "gray.png": (77, 77, 77), "palette.gif": (250, 140, 30)}
+    expected = torch.tensor(bgr[name], dtype=torch.uint8).view(3, 1, 1).expand(3, 48, 64)
+    assert torch.equal(image, expected), (name, image[:, 0, 0])  # cfg.INPUT.FORMAT is BGR
+    assert len(mapped["instances"]) == 1
+
+
+def test_mapper_skips_unreadable_images_naming_them_and_reads_any_mode_as_3_channels(tmp_path, caplog):
+    from detectron2.data import DatasetCatalog
+
+    from blendmask.data import SkipUnreadableMapper
+
+    name = _mixed_image_dataset(tmp_path / "images", "mixed_images_mapper")
+    mapper = SkipUnreadableMapper(_small_input_cfg(name), is_train=True)
+    records = {os.path.basename(r["file_name"]): r for r in DatasetCatalog.get(name)}
+    with caplog.at_level(logging.WARNING, logger="blendmask.data.mapper"):
+        mapped = {file_name: mapper(record) for file_name, record in records.items()}
+    for file_name in BAD_IMAGES:
+        assert mapped[file_name] is None, file_name
+    for file_name in GOOD_IMAGES:
+        _assert_good_image(mapped[file_name])
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == len(BAD_IMAGES), warnings
+    reasons = ("OSError: image file is truncated", "UnidentifiedImageError", "FileNotFoundError")
+    for file_name, reason in zip(BAD_IMAGES, reasons):
+        path = str(tmp_path / "images" / file_name)
+        assert any(w.startswith(f"skipping training image {path}: cannot read it as an image") and reason in w
+                   for w in warnings), (file_name, warnings)
+    # a readable image whose record is wrong is not an unreadable image: the error is raised, not skipped
+    wrong_size = dict(records["rgb.png"], height=100)
+    with pytest.raises(ValueError, match="[Mm]ismatch"):
+        mapper(wrong_size)
+
+
+def test_training_loader_replaces_unreadable_images_with_readable_ones(tmp_path, caplog):
+    import train_net
+
+    name = _mixed_image_dataset(tmp_path / "images", "mixed_images_loader")
+    cfg = _small_input_cfg(name)
+    with caplog.at_level(logging.WARNING, logger="blendmask.data.mapper"):
+        loader = iter(train_net.Trainer.build_train_loader(cfg))
+        batches = [next(loader) for _ in range(8)]  # 16 images: every record sampled at least twice
+    for batch in batches:
+        assert len(batch) == 2
+        for mapped in batch:
+            _assert_good_image(mapped)
+    assert {os.path.basename(m["file_name"]) for b in batches for m in b} == set(GOOD_IMAGES)
+    warned = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipping training image")]
+    # each bad file is reported once, then never read again
+    assert sorted(w.split(":")[0].rsplit("/", 1)[1] for w in warned) == sorted(BAD_IMAGES), warned
+
+
+def test_a_dataset_of_only_unreadable_images_fails_clearly():
+    from blendmask.data import SkipNoneDataset
+
+    calls = []
+    dataset = SkipNoneDataset(list(range(5)), lambda r: calls.append(r) or (None if r != 3 else "ok"))
+    assert [dataset[i] for i in range(5)] == ["ok"] * 5
+    assert sorted(calls) == [0, 1, 2, 3, 3, 3, 3, 3, 4]  # a bad record is mapped once, then skipped
+    with pytest.raises(RuntimeError, match="none of the 4 training records could be loaded"):
+        SkipNoneDataset(list(range(4)), lambda r: None)[2]
+
+
+# --- non-finite losses -----------------------------------------------------------------------
+
+
+def test_a_nan_loss_stops_training_naming_the_iteration_and_the_term(tmp_path):
+    from detectron2.engine import HookBase
+
+    import train_net
+    from blendmask.data import ShapesSpec, register_shapes
+
+    spec = ShapesSpec(image_size=64, num_train=4, num_val=1, min_shape_size=12, max_shape_size=32)
+    names = register_shapes(tmp_path / "data", spec, prefix="nan_loss_shapes")
+    args = train_net.argument_parser().parse_args([
+        "--config-file", str(REPO_ROOT / "configs" / "Shapes" / "BlendMask_R18.yaml"),
+        "MODEL.DEVICE", "cpu", "MODEL.FPN.OUT_CHANNELS", "32", "MODEL.BASIS_MODULE.CONVS_DIM", "32",
+        "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64", "SOLVER.IMS_PER_BATCH", "2",
+        "SOLVER.WARMUP_ITERS", "0", "SOLVER.STEPS", "()", "DATALOADER.NUM_WORKERS", "0", "SEED", "1",
+        "DATASETS.TRAIN", f"('{names['train']}',)", "DATASETS.TEST", "()", "SOLVER.MAX_ITER", "5",
+        "SOLVER.CHECKPOINT_PERIOD", "100", "OUTPUT_DIR", str(tmp_path / "out"),
+    ])
+    trainer = train_net.Trainer(train_net.setup(args))
+    trainer.resume_or_load(resume=False)
+
+    class DivergeAtIteration2(HookBase):
+        """The attention head's weights blow up before iteration 2: only the mask loss sees them."""
+
+        def before_step(self):
+            if self.trainer.iter == 2:
+                with torch.no_grad():
+                    self.trainer.model.top_layer.weight.fill_(float("nan"))
+
+    trainer.register_hooks([DivergeAtIteration2()])
+    with pytest.raises(FloatingPointError) as error:
+        trainer.train()
+    message = str(error.value)
+    assert "Loss became infinite or NaN at iteration=2" in message, message
+    value = r"(?:np\.float\d+\()?"
+    assert re.search(rf"'loss_mask': {value}nan", message), message
+    for term in ("loss_fcos_cls", "loss_fcos_loc", "loss_fcos_ctr", "loss_basis_sem"):
+        assert re.search(rf"'{term}': {value}\d", message), (term, message)  # the others stay finite
+    # training stopped before the optimizer step: no other weight took the NaN gradients
+    for name, parameter in trainer.model.named_parameters():
+        assert name.startswith("top_layer.") or torch.isfinite(parameter).all(), name
+    assert not list((tmp_path / "out").glob("model_final.pth"))

@@ -1,13 +1,19 @@
-"""Datasets: the built-in synthetic shapes dataset and the number-of-classes helper."""
+"""Datasets: the built-in synthetic shapes dataset, the number-of-classes helper and a training
+loader that skips unreadable images."""
 
 from .classes import set_num_classes, thing_classes_of
+from .mapper import SkipNoneDataset, SkipUnreadableMapper, build_train_loader, image_read_error
 from .shapes import SHAPE_CLASSES, ShapesSpec, build_shapes_dataset, generate_image, register_shapes
 
 __all__ = [
     "SHAPE_CLASSES",
     "ShapesSpec",
+    "SkipNoneDataset",
+    "SkipUnreadableMapper",
     "build_shapes_dataset",
+    "build_train_loader",
     "generate_image",
+    "image_read_error",
     "register_shapes",
     "set_num_classes",
     "thing_classes_of",
