@@ -128,3 +128,25 @@ def test_training_needs_instances():
     model = build_model(tiny_cfg()).train()
     with pytest.raises(ValueError, match="instances"):
         model([{"image": torch.rand(3, 32, 32)}])
+
+
+def test_cpu_inference_runs_the_backbone_channels_last_with_the_same_results():
+    cfg = tiny_cfg(**{"MODEL.FCOS.INFERENCE_TH_TEST": 0.0, "MODEL.FCOS.POST_NMS_TOPK_TEST": 20})
+    model = build_model(cfg).eval()
+    torch.nn.init.constant_(model.proposal_generator.fcos_head.bbox_pred.bias, 2.0)
+    layouts = []
+    model.backbone.register_forward_pre_hook(
+        lambda _, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    image = torch.rand(3, 96, 128, generator=torch.Generator().manual_seed(3)) * 255
+    results = {}
+    for channels_last in (True, False):
+        model.cpu_channels_last = channels_last
+        with torch.no_grad():
+            results[channels_last] = model([{"image": image}])[0]["instances"]
+    assert layouts == [True, False]
+    nhwc, nchw = results[True], results[False]
+    assert len(nhwc) == len(nchw) == 20
+    # float rounding only: same detections in the same order, scores and boxes within 1e-5
+    torch.testing.assert_close(nhwc.scores, nchw.scores, rtol=0, atol=1e-5)
+    torch.testing.assert_close(nhwc.pred_boxes.tensor, nchw.pred_boxes.tensor, rtol=0, atol=1e-3)
+    assert (nhwc.pred_masks != nchw.pred_masks).float().mean() < 1e-3

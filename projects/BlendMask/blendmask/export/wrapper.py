@@ -193,6 +193,8 @@ class ExportableBlendMask(nn.Module):
         self.mask_threshold = float(mask_threshold)
         # set by export_onnx: per-class ONNX NonMaxSuppression, separable mask pasting
         self.for_onnx = False
+        # as the eager model: a channels-last batch into the backbone on CPU (ONNX ignores layout)
+        self.cpu_channels_last = bool(getattr(model, "cpu_channels_last", False))
 
     # -- pre-processing ------------------------------------------------------------------------
     def preprocess(self, image: torch.Tensor) -> torch.Tensor:
@@ -328,6 +330,8 @@ class ExportableBlendMask(nn.Module):
     def forward(self, image: torch.Tensor, output_size: Optional[torch.Tensor] = None):
         """``image`` (1, 3, H, W); ``output_size`` optional int64 (2,) [height, width] (default H, W)."""
         x = self.preprocess(image)
+        if self.cpu_channels_last and x.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
         features = self.backbone(x)
         boxes, scores, classes, attns = self.detect(features)
 

