@@ -33,6 +33,17 @@ def test_paste_masks_equals_detectron2_paste_masks_in_image():
                        paste_masks_in_image(probs, Boxes(boxes), (height, width), threshold=0.8))
 
 
+def test_paste_masks_is_exact_for_values_at_the_threshold():
+    """Values within float rounding of 0.5: any change of arithmetic would flip some of them."""
+    g = torch.Generator().manual_seed(2)
+    boxes = Boxes(_random_boxes(40, 150, 90, g))
+    boxes.clip((150, 90))
+    near_half = 0.5 + (torch.rand(40, 56, 56, generator=g) - 0.5) * 2e-6
+    ours = paste_masks(near_half, boxes.tensor, (150, 90))
+    theirs = paste_masks_in_image(near_half, boxes, (150, 90))
+    assert 0 < theirs.sum() < theirs.numel() and torch.equal(ours, theirs)
+
+
 def test_paste_masks_of_no_detections():
     out = paste_masks(torch.zeros(0, 14, 14), torch.zeros(0, 4), (20, 30))
     assert out.shape == (0, 20, 30) and out.dtype == torch.bool
