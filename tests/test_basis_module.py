@@ -4,7 +4,7 @@ import torch
 from detectron2.layers import ShapeSpec
 from detectron2.structures import BitMasks, Instances, PolygonMasks
 
-from blendmask.modeling.basis_module import ProtoNet, semantic_targets_from_instances
+from blendmask.modeling.basis_module import ProtoNet, conv_norm_relu, semantic_targets_from_instances
 
 
 def _features(n=1, c=16, h=8, w=12):
@@ -69,3 +69,21 @@ def test_semantic_targets_from_polygons():
     out = semantic_targets_from_instances([inst], [(10, 10)], (16, 16), "cpu")[0]
     assert out[5, 5] == 2 and out[0, 0] == 0 and out[12, 12] == 0
     assert set(out.unique().tolist()) == {0, 2}
+
+
+def test_eval_folds_batchnorm_into_the_conv_with_the_same_result():
+    torch.manual_seed(0)
+    for norm in ("BN", "SyncBN", "GN", ""):
+        block = conv_norm_relu(6, 32, norm)
+        if len(block) == 3 and hasattr(block[1], "running_var"):
+            block[1].running_mean.uniform_(-1, 1)
+            block[1].running_var.uniform_(0.5, 2)
+            block[1].weight.data.uniform_(-2, 2)
+            block[1].bias.data.uniform_(-1, 1)
+        block.eval()
+        x = torch.randn(2, 6, 9, 11)
+        unfolded = block[2](block[1](block[0](x))) if len(block) == 3 else block[1](block[0](x))
+        folded = block(x)
+        assert folded.shape == (2, 32, 9, 11)
+        torch.testing.assert_close(folded, unfolded, rtol=1e-5, atol=1e-5)
+        assert (folded == 0).any() and (folded > 0).any(), norm  # the ReLU is applied

@@ -23,6 +23,28 @@ def build_basis_module(cfg, input_shape: Dict[str, ShapeSpec]) -> nn.Module:
     return BASIS_MODULE_REGISTRY.get(cfg.MODEL.BASIS_MODULE.NAME)(cfg, input_shape)
 
 
+class ConvNormReLU(nn.Sequential):
+    """3x3 conv -> norm -> ReLU (children "0", "1", "2", or "0", "1" without a norm).
+
+    In eval mode a BatchNorm is folded into the convolution (weights scaled by
+    gamma / sqrt(var + eps), bias beta - mean * scale): one pass over the feature map instead of two,
+    the same result up to float rounding.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv, norm = self[0], self[1] if len(self) == 3 else None
+        if self.training or not isinstance(norm, (nn.BatchNorm2d, nn.SyncBatchNorm)) or norm.running_var is None:
+            return super().forward(x)
+        scale = (norm.running_var + norm.eps).rsqrt()
+        bias = -norm.running_mean * scale
+        if norm.affine:
+            scale, bias = scale * norm.weight, bias * norm.weight + norm.bias
+        if conv.bias is not None:
+            bias = bias + conv.bias * scale
+        weight = conv.weight * scale.reshape(-1, 1, 1, 1)
+        return F.relu(F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups), inplace=True)
+
+
 def conv_norm_relu(in_channels: int, out_channels: int, norm: str) -> nn.Module:
     """3x3 conv -> norm -> ReLU; the conv has a bias only when there is no norm."""
     norm_layer = make_norm(norm, out_channels)
@@ -31,7 +53,7 @@ def conv_norm_relu(in_channels: int, out_channels: int, norm: str) -> nn.Module:
     if conv.bias is not None:
         nn.init.zeros_(conv.bias)
     layers = [conv] + ([norm_layer] if norm_layer is not None else []) + [nn.ReLU(inplace=True)]
-    return nn.Sequential(*layers)
+    return ConvNormReLU(*layers)
 
 
 def semantic_targets_from_instances(
