@@ -20,6 +20,7 @@ import json
 import statistics
 import threading
 import time
+import types
 from collections import defaultdict
 from pathlib import Path
 
@@ -27,26 +28,58 @@ import torch
 from detectron2 import model_zoo
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
+from detectron2.modeling.postprocessing import detector_postprocess
 
 from blendmask import load_config
+from blendmask.modeling.basis_module import ConvNormReLU
 
 REPO = Path(__file__).resolve().parents[1]
 
+BLENDMASK, FCOS, MASK_RCNN = "configs/BlendMask/R_50_1x.yaml", "configs/FCOS-Detection/R_50_1x.yaml", \
+    "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"
+# name -> (family, config, input size or None for --size, speed-ups switched off (ablations))
 MODELS = {
-    "BlendMask R_50": ("ours", "configs/BlendMask/R_50_1x.yaml", None),
-    # the same model computing the attention conv densely (before the sparse evaluation)
-    "BlendMask R_50 dense-attn": ("ours-dense", "configs/BlendMask/R_50_1x.yaml", None),
-    "BlendMask R_50 550": ("ours", "configs/BlendMask/550_R_50_3x.yaml", (550, 916)),
-    "FCOS R_50": ("ours", "configs/FCOS-Detection/R_50_1x.yaml", None),
-    "Mask R-CNN R50-FPN": ("d2", "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml", None),
+    "BlendMask R_50": ("ours", BLENDMASK, None, ()),
+    "BlendMask R_50 550": ("ours", "configs/BlendMask/550_R_50_3x.yaml", (550, 916), ()),
+    "FCOS R_50": ("ours", FCOS, None, ()),
+    "Mask R-CNN R50-FPN": ("d2", MASK_RCNN, None, ()),
+    # detectron2's Mask R-CNN fed a channels-last batch, as our models are on CPU
+    "Mask R-CNN R50-FPN NHWC": ("d2-nhwc", MASK_RCNN, None, ()),
+    # our BlendMask with one of its speed-ups switched off, and with all of them off ("before")
+    "BlendMask R_50 dense-attn": ("ours", BLENDMASK, None, ("sparse-attn",)),
+    "BlendMask R_50 NCHW": ("ours", BLENDMASK, None, ("channels-last",)),
+    "BlendMask R_50 d2-paste": ("ours", BLENDMASK, None, ("lazy-paste",)),
+    "BlendMask R_50 unfolded-BN": ("ours", BLENDMASK, None, ("bn-fold",)),
+    "BlendMask R_50 before": ("ours", BLENDMASK, None, ("sparse-attn", "channels-last", "lazy-paste", "bn-fold")),
 }
+DEFAULT_MODELS = ["BlendMask R_50", "BlendMask R_50 550", "FCOS R_50", "Mask R-CNN R50-FPN"]
 
 TINY_OPTS = ["MODEL.RESNETS.STEM_OUT_CHANNELS", 16, "MODEL.RESNETS.RES2_OUT_CHANNELS", 32,
              "MODEL.RESNETS.WIDTH_PER_GROUP", 8, "MODEL.FPN.OUT_CHANNELS", 64]
 
 
-def build(kind, config, count, tiny):
-    if kind.startswith("ours"):
+def _detectron2_postprocess(detections, batched_inputs, image_sizes):
+    """Our post-processing as it was: detectron2's detector_postprocess (dense zero-filled paste)."""
+    return [{"instances": detector_postprocess(det, x.get("height", size[0]), x.get("width", size[1]))}
+            for det, x, size in zip(detections, batched_inputs, image_sizes)]
+
+
+def switch_off(model, ablations):
+    """Undo our inference speed-ups on ``model`` (outputs equal up to float rounding)."""
+    if "sparse-attn" in ablations:  # the attention conv at every location of every level
+        model.proposal_generator.sparse_top_module = False
+    if "channels-last" in ablations:
+        model.cpu_channels_last = False
+    if "lazy-paste" in ablations:
+        model.postprocess = _detectron2_postprocess
+    if "bn-fold" in ablations:
+        for module in model.modules():
+            if isinstance(module, ConvNormReLU):
+                module.forward = types.MethodType(torch.nn.Sequential.forward, module)
+
+
+def build(family, config, count, tiny, ablations=()):
+    if family == "ours":
         opts = ["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu", "MODEL.FCOS.INFERENCE_TH_TEST", 0.0,
                 "MODEL.FCOS.NMS_TH", 1.0, "MODEL.FCOS.POST_NMS_TOPK_TEST", count]
         if tiny:
@@ -61,13 +94,16 @@ def build(kind, config, count, tiny):
             cfg.merge_from_list(TINY_OPTS)
     torch.manual_seed(0)
     model = build_model(cfg).eval()
-    if kind.startswith("ours"):  # boxes of 3 strides on each side of their location
+    if family == "ours":  # boxes of 3 strides on each side of their location
         torch.nn.init.constant_(model.proposal_generator.fcos_head.bbox_pred.bias, 3.0)
-        model.proposal_generator.sparse_top_module = kind != "ours-dense"
+        switch_off(model, ablations)
     else:  # boxes = anchors: random box deltas collapse proposals onto the whole image
         for layer in (model.proposal_generator.rpn_head.anchor_deltas, model.roi_heads.box_predictor.bbox_pred):
             torch.nn.init.zeros_(layer.weight)
             torch.nn.init.zeros_(layer.bias)
+        if family == "d2-nhwc":
+            model.backbone.register_forward_pre_hook(
+                lambda _, args: (args[0].contiguous(memory_format=torch.channels_last),))
     return model
 
 
@@ -102,6 +138,9 @@ class StageTimer:
             static = vars(owner)[attr]
             setattr(owner, attr, staticmethod(timed))
             self._undo.append(lambda: setattr(owner, attr, static))
+        elif attr in vars(owner):  # an instance attribute already overrides the method: restore it
+            setattr(owner, attr, timed)
+            self._undo.append(lambda: setattr(owner, attr, original))
         else:
             setattr(owner, attr, timed)
             self._undo.append(lambda: delattr(owner, attr))
@@ -117,7 +156,7 @@ class StageTimer:
 def instrument(kind, model, timer):
     """Register ``model``'s stages on the shared ``timer`` (only one model runs at a time)."""
     timer.module("backbone+FPN", model.backbone)
-    if kind.startswith("ours"):
+    if kind == "ours":
         timer.module("head", model.proposal_generator.fcos_head)
         timer.method("post-processing", model.proposal_generator, "predict")
         timer.method("paste", model, "postprocess")
@@ -214,8 +253,15 @@ def markdown(results, counts):
         lines.append(f"| {name} | {size[0]}x{size[1]} | {n} | {r['median_ms']:.0f} | "
                      f"{r['min_ms']:.0f}-{r['max_ms']:.0f} | {r['detections']} | {r['peak_mib']:.0f} | {stages} |")
     lines += ["", "| ratio | " + " | ".join(f"N={n}" for n in counts) + " |", "|---|" + "---:|" * len(counts)]
-    for label, a, b in (("BlendMask / Mask R-CNN", "BlendMask R_50", "Mask R-CNN R50-FPN"),
-                        ("BlendMask / FCOS", "BlendMask R_50", "FCOS R_50")):
+    pairs = [("BlendMask / Mask R-CNN", "BlendMask R_50", "Mask R-CNN R50-FPN"),
+             ("BlendMask / FCOS", "BlendMask R_50", "FCOS R_50"),
+             ("BlendMask / Mask R-CNN NHWC", "BlendMask R_50", "Mask R-CNN R50-FPN NHWC")]
+    pairs += [(f"{m[len('BlendMask R_50 '):]} / BlendMask R_50", m, "BlendMask R_50")
+              for m in MODELS if MODELS[m][3]]
+    present = {m for m, _, _ in results}
+    for i, (label, a, b) in enumerate(pairs):
+        if i >= 2 and not {a, b} <= present:  # the first two rows always, the others when measured
+            continue
         row = []
         for n in counts:
             ra = next((r for (m, _, k), r in results.items() if m == a and k == n), None)
@@ -258,7 +304,7 @@ def main(argv=None):
     parser.add_argument("--counts", type=int, nargs="+", default=[10, 50, 100, 200])
     parser.add_argument("--size", type=int, nargs=2, default=[800, 1333])
     parser.add_argument("--models", nargs="+", choices=list(MODELS),
-                        default=[m for m in MODELS if "dense-attn" not in m])
+                        default=DEFAULT_MODELS)
     parser.add_argument("--out", default="output/benchmarks")
     parser.add_argument("--tiny", action="store_true")
     args = parser.parse_args(argv)
@@ -269,14 +315,14 @@ def main(argv=None):
     settings = {}
     g = torch.Generator().manual_seed(0)
     for name in args.models:
-        kind, config, size = MODELS[name]
+        kind, config, size, ablations = MODELS[name]
         size = tuple(size or args.size)
         if args.tiny:
             size = (min(size[0], 128), min(size[1], 192))
         image = (torch.rand(3, *size, generator=g) * 255).round()
         inputs = [{"image": image, "height": size[0], "width": size[1]}]
         for n in args.counts:
-            settings[(name, size, n)] = (build(kind, config, n, args.tiny), inputs, kind)
+            settings[(name, size, n)] = (build(kind, config, n, args.tiny, ablations), inputs, kind)
     print(f"timing {len(settings)} settings x {args.runs} interleaved runs after {args.warmup} warm-up", flush=True)
     results = time_settings(settings, args.runs, args.warmup)
     for (name, size, n), r in results.items():

@@ -28,7 +28,7 @@ def build_for_training(name, tiny):
 
     from blendmask import load_config
 
-    kind, config, _ = MODELS[name]
+    kind, config, _, _ = MODELS[name]
     opts = ["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu"] + (TINY_OPTS if tiny else [])
     if kind == "ours":
         cfg = load_config(REPO / config, opts + (["MODEL.BASIS_MODULE.CONVS_DIM", 32] if tiny else []))
