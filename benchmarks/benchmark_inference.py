@@ -215,10 +215,13 @@ def time_settings(settings, runs, warmup):
     totals, stages, peaks, counts = defaultdict(list), defaultdict(lambda: defaultdict(list)), defaultdict(float), {}
     keys = list(settings)
     with torch.no_grad():
-        for _ in range(warmup):
+        for w in range(warmup):
+            start = time.perf_counter()
             for key in keys:
                 settings[key][0](settings[key][1])
+            print(f"warm-up round {w + 1}/{warmup} took {time.perf_counter() - start:.0f} s", flush=True)
         for r in range(runs):
+            round_start = time.perf_counter()
             for key in keys if r % 2 == 0 else reversed(keys):
                 model, inputs, _ = settings[key]
                 timer.reset()
@@ -231,6 +234,7 @@ def time_settings(settings, runs, warmup):
                 peaks[key] = max(peaks[key], mem.mib)
                 counts[key] = len(out[0]["instances"])
                 del out
+            print(f"round {r + 1}/{runs} took {time.perf_counter() - round_start:.0f} s", flush=True)
     timer.remove()
     return {
         key: {
