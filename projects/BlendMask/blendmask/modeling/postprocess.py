@@ -7,6 +7,7 @@ the cost no longer grows with N x H x W (zero-filling 200 full-image masks at 80
 """
 
 import mmap
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -45,15 +46,25 @@ def paste_masks(probs: torch.Tensor, boxes: torch.Tensor, image_size, threshold:
     lo = (boxes[:, :2].floor() - 1).clamp(min=0).to(torch.int64).tolist()
     hi_x = (boxes[:, 2].ceil() + 1).clamp(max=width).to(torch.int64).tolist()
     hi_y = (boxes[:, 3].ceil() + 1).clamp(max=height).to(torch.int64).tolist()
-    for i, ((x0, y0), x1, y1) in enumerate(zip(lo, hi_x, hi_y)):
-        if x1 <= x0 or y1 <= y0:
-            continue
-        bx0, by0, bx1, by1 = boxes[i]
-        gx = (torch.arange(x0, x1, dtype=torch.float32) + 0.5 - bx0) / (bx1 - bx0) * 2 - 1
-        gy = (torch.arange(y0, y1, dtype=torch.float32) + 0.5 - by0) / (by1 - by0) * 2 - 1
-        grid = torch.stack(torch.broadcast_tensors(gx[None, :], gy[:, None]), dim=2)[None]
-        sampled = F.grid_sample(probs[i][None, None], grid.to(probs.dtype), align_corners=False)
-        out[i, y0:y1, x0:x1] = sampled[0, 0] >= threshold
+
+    def paste(indices):
+        for i in indices:
+            (x0, y0), x1, y1 = lo[i], hi_x[i], hi_y[i]
+            if x1 <= x0 or y1 <= y0:
+                continue
+            bx0, by0, bx1, by1 = boxes[i]
+            gx = (torch.arange(x0, x1, dtype=torch.float32) + 0.5 - bx0) / (bx1 - bx0) * 2 - 1
+            gy = (torch.arange(y0, y1, dtype=torch.float32) + 0.5 - by0) / (by1 - by0) * 2 - 1
+            grid = torch.stack(torch.broadcast_tensors(gx[None, :], gy[:, None]), dim=2)[None]
+            sampled = F.grid_sample(probs[i][None, None], grid.to(probs.dtype), align_corners=False)
+            out[i, y0:y1, x0:x1] = sampled[0, 0] >= threshold
+
+    workers = min(torch.get_num_threads(), len(probs))
+    if workers <= 1:
+        paste(range(len(probs)))
+    else:  # grid_sample of one mask barely uses a second core; masks are independent
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(paste, [range(w, len(probs), workers) for w in range(workers)]))
     return out
 
 
