@@ -16,6 +16,8 @@ Prints a markdown table with ratios and writes time-vs-detections plots (PNG) an
 """
 
 import argparse
+import ctypes
+import gc
 import json
 import statistics
 import threading
@@ -177,6 +179,7 @@ class PeakRSS:
     """Peak resident memory above the level at start, sampled in a background thread."""
 
     def __enter__(self):
+        _release_free_memory()
         self.base = self.peak = _rss()
         self._stop = False
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -196,6 +199,16 @@ class PeakRSS:
     @property
     def mib(self):
         return (self.peak - self.base) / 2**20
+
+
+def _release_free_memory():
+    """Hand memory freed by earlier models back to the OS (glibc keeps it otherwise), so that the
+    next model's peak above the starting level counts its own allocations."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the figure may then undercount
+        pass
 
 
 def _rss():

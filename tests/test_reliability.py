@@ -295,3 +295,27 @@ def test_a_nan_loss_stops_training_naming_the_iteration_and_the_term(tmp_path):
     for name, parameter in trainer.model.named_parameters():
         assert name.startswith("top_layer.") or torch.isfinite(parameter).all(), name
     assert not list((tmp_path / "out").glob("model_final.pth"))
+
+
+def test_crowd_annotations_are_left_out_of_training_targets(tmp_path):
+    """As in detectron2: crowd regions are not instances; an image with only crowds trains as empty."""
+    from PIL import Image
+
+    from blendmask.data.mapper import SkipUnreadableMapper
+
+    Image.new("RGB", (64, 48), (90, 90, 90)).save(tmp_path / "crowd.png")
+    polygon = [[10, 8, 40, 8, 40, 32, 10, 32]]
+    record = {"file_name": str(tmp_path / "crowd.png"), "height": 48, "width": 64, "image_id": 1, "annotations": [
+        {"bbox": [10, 8, 30, 24], "bbox_mode": 1, "category_id": 0, "iscrowd": 1, "segmentation": polygon},
+        {"bbox": [20, 10, 20, 20], "bbox_mode": 1, "category_id": 2, "iscrowd": 0,
+         "segmentation": [[20, 10, 40, 10, 40, 30, 20, 30]]},
+    ]}
+    cfg = tiny_cfg(**{"INPUT.MIN_SIZE_TRAIN": "(48,)", "INPUT.MAX_SIZE_TRAIN": 64, "INPUT.RANDOM_FLIP": "none"})
+    mapper = SkipUnreadableMapper(cfg, is_train=True)
+    mapped = mapper(dict(record))
+    assert mapped["instances"].gt_classes.tolist() == [2]
+    only_crowd = mapper({**record, "annotations": record["annotations"][:1]})
+    assert len(only_crowd["instances"]) == 0
+    model = build_model(cfg).train()
+    losses = model([mapped, only_crowd])
+    assert all(torch.isfinite(v) for v in losses.values())
