@@ -99,14 +99,20 @@ def build(family, config, count, tiny, ablations=()):
     if family == "ours":  # boxes of 3 strides on each side of their location
         torch.nn.init.constant_(model.proposal_generator.fcos_head.bbox_pred.bias, 3.0)
         switch_off(model, ablations)
-    else:  # boxes = anchors: random box deltas collapse proposals onto the whole image
-        for layer in (model.proposal_generator.rpn_head.anchor_deltas, model.roi_heads.box_predictor.bbox_pred):
-            torch.nn.init.zeros_(layer.weight)
-            torch.nn.init.zeros_(layer.bias)
+    else:
+        zero_box_deltas(model)
         if family == "d2-nhwc":
             model.backbone.register_forward_pre_hook(
                 lambda _, args: (args[0].contiguous(memory_format=torch.channels_last),))
     return model
+
+
+def zero_box_deltas(model):
+    """Mask R-CNN's boxes = its anchors: random box deltas on a randomly initialised backbone
+    collapse proposals onto the whole image or overflow exp() into Inf boxes."""
+    for layer in (model.proposal_generator.rpn_head.anchor_deltas, model.roi_heads.box_predictor.bbox_pred):
+        torch.nn.init.zeros_(layer.weight)
+        torch.nn.init.zeros_(layer.bias)
 
 
 class StageTimer:
@@ -116,6 +122,7 @@ class StageTimer:
         self.times = defaultdict(float)
         self._starts = {}
         self._undo = []
+        self._wrapped = set()
 
     def module(self, name, module):
         def pre(*_):
@@ -127,6 +134,10 @@ class StageTimer:
         self._undo += [module.register_forward_pre_hook(pre).remove, module.register_forward_hook(post).remove]
 
     def method(self, name, owner, attr):
+        """Time ``owner.attr``; wrapping the same method twice (a class shared by models) is a no-op."""
+        if (id(owner), attr) in self._wrapped:
+            return
+        self._wrapped.add((id(owner), attr))
         original = getattr(owner, attr)
 
         def timed(*args, **kwargs):
@@ -140,12 +151,10 @@ class StageTimer:
             static = vars(owner)[attr]
             setattr(owner, attr, staticmethod(timed))
             self._undo.append(lambda: setattr(owner, attr, static))
-        elif attr in vars(owner):  # an instance attribute already overrides the method: restore it
-            setattr(owner, attr, timed)
-            self._undo.append(lambda: setattr(owner, attr, original))
         else:
+            overridden = attr in vars(owner)  # an instance attribute already replaces the method
             setattr(owner, attr, timed)
-            self._undo.append(lambda: delattr(owner, attr))
+            self._undo.append(lambda: setattr(owner, attr, original) if overridden else delattr(owner, attr))
 
     def reset(self):
         self.times.clear()
@@ -170,9 +179,7 @@ def instrument(kind, model, timer):
         timer.method("head", model.roi_heads, "_forward_box")  # box head + its post-processing
         if model.roi_heads.mask_on:
             timer.method("mask branch", model.roi_heads, "_forward_mask")
-        if not getattr(type(model), "_benchmark_timed", False):  # called on the class: patch it once
-            timer.method("paste", type(model), "_postprocess")
-            type(model)._benchmark_timed = True
+        timer.method("paste", type(model), "_postprocess")  # detectron2 calls it on the class
 
 
 class PeakRSS:

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 import torch
-from benchmark_inference import MODELS, REPO, TINY_OPTS, PeakRSS
+from benchmark_inference import MODELS, REPO, TINY_OPTS, PeakRSS, zero_box_deltas
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances, PolygonMasks
 from detectron2.utils.events import EventStorage
@@ -40,11 +40,8 @@ def build_for_training(name, tiny):
         cfg.merge_from_list(opts)
     torch.manual_seed(0)
     model = build_model(cfg).train()
-    if kind == "d2":  # as in the inference benchmark: random box deltas on a randomly initialised
-        # backbone overflow exp() into Inf boxes, which detectron2 rejects; boxes = anchors instead
-        for layer in (model.proposal_generator.rpn_head.anchor_deltas, model.roi_heads.box_predictor.bbox_pred):
-            torch.nn.init.zeros_(layer.weight)
-            torch.nn.init.zeros_(layer.bias)
+    if kind == "d2":
+        zero_box_deltas(model)
     return model
 
 

@@ -32,8 +32,8 @@ def _build_tower(num_convs, channels, norm, num_levels, deformable_last):
         if norm in ("BN", "SyncBN"):
             # batch statistics differ per level: AdelaiDet keeps one BN per level
             layers.append(PerLevelNorm([make_norm(norm, channels) for _ in range(num_levels)]))
-        elif norm not in ("", "none", None):
-            layers.append(make_norm(norm, channels))
+        elif (layer := make_norm(norm, channels)) is not None:
+            layers.append(layer)
         layers.append(nn.ReLU())
     return Tower(*layers)
 
