@@ -6,9 +6,16 @@ Importing this package registers its components in detectron2's registries:
 """
 
 from . import modeling  # noqa: F401  (registers the components)
-from .config import add_blendmask_config, add_fcos_config, load_config
+from .config import add_blendmask_config, add_fcos_config, get_cfg, load_config
 from .utils.env import detectron2_has_compiled_ops
 
 __version__ = "0.1.0"
 
-__all__ = ["add_blendmask_config", "add_fcos_config", "load_config", "detectron2_has_compiled_ops", "__version__"]
+__all__ = [
+    "add_blendmask_config",
+    "add_fcos_config",
+    "get_cfg",
+    "load_config",
+    "detectron2_has_compiled_ops",
+    "__version__",
+]
