@@ -10,6 +10,7 @@ setup(
     name="blendmask",
     version="0.1.0",
     description="BlendMask instance segmentation for detectron2 (loads AdelaiDet checkpoints)",
+    license="Apache-2.0",
     python_requires=">=3.9",
     package_dir={"": "projects/BlendMask"},
     packages=find_packages(where="projects/BlendMask"),

@@ -8,6 +8,8 @@ Masks, boxes, class names and scores are drawn with detectron2's ``Visualizer``.
         --output drawn/ --opts MODEL.WEIGHTS blendmask_R_50_1x.pth
 
 Inputs that cannot be read are skipped with a message; the exit code is 1 when any input failed.
+The checkpoint loads weights-only: one that needs pickled code is refused (exit code 2) unless
+BLENDMASK_ALLOW_PICKLE=1 is set.
 """
 
 import argparse
@@ -24,6 +26,7 @@ from detectron2.utils.logger import setup_logger
 from tqdm import tqdm
 
 from blendmask import load_config
+from blendmask.checkpoint import UnsafeCheckpointError
 from blendmask.utils.visualize import Predictor
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -234,7 +237,11 @@ def main(argv=None) -> int:
             file=sys.stderr,
         )
 
-    failed, count = (demo_images if args.input else demo_video)(args, cfg)
+    try:
+        failed, count = (demo_images if args.input else demo_video)(args, cfg)
+    except UnsafeCheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if failed:
         print(f"{failed} of {count} inputs failed", file=sys.stderr)
     return 1 if failed else 0

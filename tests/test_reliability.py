@@ -224,12 +224,12 @@ def test_mapper_skips_unreadable_images_naming_them_and_reads_any_mode_as_3_chan
 
 
 def test_training_loader_replaces_unreadable_images_with_readable_ones(tmp_path, caplog):
-    import train_net
+    from blendmask.engine import Trainer
 
     name = _mixed_image_dataset(tmp_path / "images", "mixed_images_loader")
     cfg = _small_input_cfg(name)
     with caplog.at_level(logging.WARNING, logger="blendmask.data.mapper"):
-        loader = iter(train_net.Trainer.build_train_loader(cfg))
+        loader = iter(Trainer.build_train_loader(cfg))
         batches = [next(loader) for _ in range(8)]  # 16 images: every record sampled at least twice
     for batch in batches:
         assert len(batch) == 2

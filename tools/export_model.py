@@ -10,6 +10,8 @@ prints the input/output spec. The graph is traced on the first --sample-image (p
 ``DefaultPredictor`` does: read in INPUT.FORMAT, ResizeShortestEdge to the test size); it then runs
 on any image size and detection count. --verify compares every exported model with the eager model
 on every sample image; --benchmark N times eager PyTorch vs the exports (median of N runs, CPU).
+The checkpoint loads weights-only (``blendmask.build_model_and_load``): one that needs pickled code
+is refused (exit code 2) unless BLENDMASK_ALLOW_PICKLE=1 is set.
 """
 
 import argparse
@@ -98,9 +100,15 @@ def main(argv=None):
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     import blendmask.export as bx
+    from blendmask import build_model_and_load
+    from blendmask.checkpoint import UnsafeCheckpointError
 
-    cfg = setup_cfg(args)
-    model = bx.build_model_from_cfg(cfg)
+    cfg = setup_cfg(args)  # MODEL.DEVICE cpu
+    try:
+        model = build_model_and_load(cfg)  # weights-only: a checkpoint needing pickled code is refused
+    except UnsafeCheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     module = bx.ExportableBlendMask(model, paste_masks=not args.no_paste_masks).eval()
     samples = sample_inputs(args, cfg)
     _, image, output_size = samples[0]

@@ -6,8 +6,9 @@
     python tools/main_job.py --iters 300          # a quicker, weaker run
 
 1. builds the synthetic shapes dataset once (.cache/datasets/shapes) and registers it;
-2. trains configs/Shapes/BlendMask_R18.yaml with train_net.py's trainer (detectron2's
-   DefaultTrainer: checkpoints, metrics.json and TensorBoard events in <output>/blendmask);
+2. trains configs/Shapes/BlendMask_R18.yaml with ``blendmask.engine.Trainer``, train_net.py's
+   trainer (detectron2's DefaultTrainer: checkpoints, metrics.json and TensorBoard events in
+   <output>/blendmask);
 3. evaluates on shapes_val with COCOEvaluator (bbox and segm AP tables);
 4. writes into <output>: pictures/ (ground truth beside prediction for val images, detectron2's
    Visualizer) and losses.png (training losses); prints the output folder and a summary.
@@ -17,16 +18,11 @@ import argparse
 import json
 import logging
 import os
-import sys
 import time
 from pathlib import Path
 
+import matplotlib
 import torch
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # train_net.py lives at the top of the repository
-
-import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -34,15 +30,15 @@ from detectron2 import model_zoo  # noqa: E402
 from detectron2.config import get_cfg  # noqa: E402
 from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 from detectron2.data.detection_utils import read_image  # noqa: E402
-from detectron2.engine import DefaultPredictor  # noqa: E402
 from detectron2.utils.env import seed_all_rng  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 from detectron2.utils.visualizer import Visualizer  # noqa: E402
 
 import blendmask  # noqa: E402
-import train_net  # noqa: E402
 from blendmask.data import register_shapes, set_num_classes  # noqa: E402
+from blendmask.engine import Predictor, Trainer  # noqa: E402
 
+REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "Shapes" / "BlendMask_R18.yaml"
 MASK_RCNN_BASE = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"
 # keys Mask R-CNN takes from the BlendMask config, so both get the same backbone, input and budget
@@ -98,7 +94,7 @@ def mask_rcnn_cfg(bm_cfg, output_dir: Path):
 
 
 def train_and_evaluate(cfg, name: str):
-    """Train with train_net's trainer, then evaluate on cfg.DATASETS.TEST. Returns (results, minutes)."""
+    """Train with blendmask.engine.Trainer, then evaluate on cfg.DATASETS.TEST. Returns (results, minutes)."""
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     (Path(cfg.OUTPUT_DIR) / "config.yaml").write_text(cfg.dump())
     train_cfg = cfg.clone()
@@ -107,12 +103,12 @@ def train_and_evaluate(cfg, name: str):
     seed_all_rng(cfg.SEED if cfg.SEED >= 0 else None)
     logger.info(f"Training {name} for {cfg.SOLVER.MAX_ITER} iterations; output in {cfg.OUTPUT_DIR}")
     start = time.perf_counter()
-    trainer = train_net.Trainer(train_cfg)
+    trainer = Trainer(train_cfg)
     trainer.resume_or_load(resume=False)
     trainer.train()
     minutes = (time.perf_counter() - start) / 60
     logger.info(f"{name}: training took {minutes:.1f} min. Evaluating on {cfg.DATASETS.TEST[0]}")
-    results = train_net.Trainer.test(cfg, trainer.model)
+    results = Trainer.test(cfg, trainer.model)
     (Path(cfg.OUTPUT_DIR) / "results.json").write_text(json.dumps(results, indent=1))
     return results, minutes
 
@@ -120,7 +116,7 @@ def train_and_evaluate(cfg, name: str):
 def predictor_from_checkpoint(cfg):
     cfg = cfg.clone()
     cfg.MODEL.WEIGHTS = os.path.join(cfg.OUTPUT_DIR, "model_final.pth")
-    return DefaultPredictor(cfg)
+    return Predictor(cfg)  # loads the checkpoint weights-only
 
 
 def save_pictures(runs, dataset_name: str, out_dir: Path, num_images: int, threshold: float):

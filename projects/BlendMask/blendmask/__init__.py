@@ -7,6 +7,7 @@ Importing this package registers its components in detectron2's registries:
 
 from . import modeling  # noqa: F401  (registers the components)
 from .config import add_blendmask_config, add_fcos_config, get_cfg, load_config
+from .engine import Predictor, build_model_and_load  # weights-only checkpoint loading
 from .utils.env import detectron2_has_compiled_ops
 
 __version__ = "0.1.0"
@@ -19,3 +20,4 @@ __all__ = [
     "detectron2_has_compiled_ops",
     "__version__",
 ]
+__all__ += ["build_model_and_load", "Predictor"]

@@ -109,26 +109,33 @@ class _WeightsOnlyUnpickler(pickle.Unpickler):
 class BlendMaskCheckpointer(DetectionCheckpointer):
     """detectron2's checkpointer, made safer: weights-only loading and atomic saving.
 
-    - ``.pth``/``.pt`` files load with ``torch.load(weights_only=True)``; ``.pkl`` files with an
-      unpickler that admits only numpy arrays and plain data. A file needing anything else is
-      refused with :class:`UnsafeCheckpointError` (BLENDMASK_ALLOW_PICKLE=1 allows it).
+    - ``.pkl`` files load with an unpickler that admits only numpy arrays and plain data; every
+      other file (``.pth``, ``.pt``, ``.pyth``...) with ``torch.load(weights_only=True)``. A file
+      needing anything else is refused with :class:`UnsafeCheckpointError` (BLENDMASK_ALLOW_PICKLE=1
+      allows it).
     - ``save`` writes ``<name>.pth.tmp`` then renames it, so a kill mid-write never leaves a
       half-written checkpoint, nor a ``last_checkpoint`` naming one.
     """
 
     def _load_file(self, filename):
         allow = _pickle_allowed()
-        if not filename.endswith((".pkl", ".pth", ".pt")) or (allow and filename.endswith(".pkl")):
+        is_pkl = filename.endswith(".pkl")
+        if allow and is_pkl:
             return super()._load_file(filename)
         try:
-            if filename.endswith(".pkl"):
-                with self.path_manager.open(filename, "rb") as f:
-                    data = _WeightsOnlyUnpickler(f, encoding="latin1").load()
-                return _pkl_to_checkpoint(data)
+            # every other file (.pth, .pt, .pyth, .bin, no extension...) is a torch file
             with self.path_manager.open(filename, "rb") as f:
-                loaded = torch.load(f, map_location=torch.device("cpu"), weights_only=not allow)
+                if is_pkl:
+                    data = _WeightsOnlyUnpickler(f, encoding="latin1").load()
+                else:
+                    loaded = torch.load(f, map_location=torch.device("cpu"), weights_only=not allow)
         except (pickle.UnpicklingError, RuntimeError, AttributeError) as e:
             raise _refuse(filename, e) from None
+        if is_pkl:
+            return _pkl_to_checkpoint(data)
+        if filename.endswith(".pyth") and isinstance(loaded, dict) and "model_state" in loaded:  # pycls
+            state = {k: v for k, v in loaded["model_state"].items() if not k.endswith("num_batches_tracked")}
+            return {"model": state, "__author__": "pycls", "matching_heuristics": True}
         return loaded if isinstance(loaded, dict) and "model" in loaded else {"model": loaded}
 
     def save(self, name: str, **kwargs) -> None:

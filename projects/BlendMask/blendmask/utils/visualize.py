@@ -1,9 +1,10 @@
 """Run a trained model on single images or video frames and draw its predictions.
 
-``Predictor`` wraps detectron2's ``DefaultPredictor``: it returns the instances on the CPU with
-``score >= confidence_threshold`` and draws them (masks, boxes, class names, scores) with
-detectron2's ``Visualizer``, or ``VideoVisualizer`` for video frames (colours stay with the tracked
-instances from frame to frame). ``class_metadata(cfg)`` says which class names are drawn.
+``Predictor`` wraps :class:`blendmask.engine.Predictor` (weights-only checkpoint loading): it
+returns the instances on the CPU with ``score >= confidence_threshold`` and draws them (masks,
+boxes, class names, scores) with detectron2's ``Visualizer``, or ``VideoVisualizer`` for video
+frames (colours stay with the tracked instances from frame to frame). ``class_metadata(cfg)`` says
+which class names are drawn.
 """
 
 from typing import Optional
@@ -11,10 +12,11 @@ from typing import Optional
 import numpy as np
 from detectron2.data import MetadataCatalog
 from detectron2.data.catalog import Metadata
-from detectron2.engine import DefaultPredictor
 from detectron2.structures import Instances
 from detectron2.utils.video_visualizer import VideoVisualizer
 from detectron2.utils.visualizer import ColorMode, Visualizer
+
+from ..engine.predictor import Predictor as ModelPredictor
 
 COCO_METADATA_NAME = "coco_2017_val"  # registered with its 80 class names by ``import detectron2.data``
 
@@ -44,7 +46,8 @@ def class_metadata(cfg) -> Metadata:
 
 
 class Predictor:
-    """A model from ``cfg`` (weights from ``cfg.MODEL.WEIGHTS``) that predicts and draws instances.
+    """A model from ``cfg`` (weights from ``cfg.MODEL.WEIGHTS``, loaded weights-only: a checkpoint
+    that needs pickled code raises ``UnsafeCheckpointError``) that predicts and draws instances.
 
     Args:
         cfg: a detectron2 config (``cfg.INPUT.MIN_SIZE_TEST``/``MAX_SIZE_TEST`` set the resize).
@@ -53,7 +56,7 @@ class Predictor:
     """
 
     def __init__(self, cfg, confidence_threshold: float = 0.5, metadata: Optional[Metadata] = None):
-        self.predictor = DefaultPredictor(cfg)
+        self.predictor = ModelPredictor(cfg)
         self.confidence_threshold = confidence_threshold
         self.metadata = metadata if metadata is not None else class_metadata(cfg)
 

@@ -1,0 +1,27 @@
+"""Build a model from a config and load its weights without unpickling code."""
+
+from typing import Optional
+
+from detectron2.modeling import build_model
+from torch import nn
+
+from ..checkpoint import BlendMaskCheckpointer
+
+
+def build_model_and_load(cfg, weights: Optional[str] = None, eval_mode: bool = True) -> nn.Module:
+    """The model ``cfg`` describes (any detectron2 meta-architecture), on ``cfg.MODEL.DEVICE``,
+    with the weights of ``weights`` (default ``cfg.MODEL.WEIGHTS``; nothing is loaded when both
+    are empty).
+
+    Checkpoints are read by :class:`~blendmask.checkpoint.BlendMaskCheckpointer`: tensors, arrays
+    and plain data only. A file that needs other pickled objects raises
+    :class:`~blendmask.checkpoint.UnsafeCheckpointError` (set ``BLENDMASK_ALLOW_PICKLE=1`` for
+    files you trust). AdelaiDet checkpoints load as they are.
+
+    Returns the model in eval mode, or in training mode when ``eval_mode`` is False.
+    """
+    model = build_model(cfg)
+    path = weights or cfg.MODEL.WEIGHTS
+    if path:
+        BlendMaskCheckpointer(model).load(path)
+    return model.train(not eval_mode)

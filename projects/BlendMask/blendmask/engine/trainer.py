@@ -1,0 +1,61 @@
+"""The trainer behind ``train_net.py`` and ``tools/main_job.py``."""
+
+import logging
+import os
+import weakref
+
+from detectron2.engine import DefaultTrainer, TrainerBase
+from detectron2.evaluation import COCOEvaluator
+
+from ..checkpoint import BlendMaskCheckpointer
+from ..data import build_train_loader
+from ..utils.env import detectron2_has_compiled_ops
+
+logger = logging.getLogger(__name__)
+
+# detectron2 0.6's DefaultTrainer leaves the optimizer (momentum buffers, current learning rates)
+# out of its checkpoints, so a resumed run would restart SGD momentum from zero and run its first
+# iteration at the initial learning rate; later detectron2 saves it under "_trainer".
+_D2_SAVES_OPTIMIZER = DefaultTrainer.state_dict is not TrainerBase.state_dict
+
+
+class Trainer(DefaultTrainer):
+    """detectron2's ``DefaultTrainer`` (any detectron2 model) with:
+
+    - checkpoints read weights-only and written atomically (``BlendMaskCheckpointer``), for
+      ``resume_or_load`` and the periodic checkpoints alike;
+    - a training loader that skips records whose image cannot be read, with a warning naming it;
+    - the optimizer state saved under ``"_trainer"`` (the layout of later detectron2), so
+      ``--resume`` continues with the same momentum and learning rate;
+    - ``COCOEvaluator`` on its fast path only when detectron2's compiled ops are installed.
+    """
+
+    def build_hooks(self):
+        # DefaultTrainer.__init__ calls this before anything loads, so every load and save uses it
+        self.checkpointer = BlendMaskCheckpointer(self.checkpointer.model, self.cfg.OUTPUT_DIR,
+                                                  trainer=weakref.proxy(self))
+        return super().build_hooks()
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        return build_train_loader(cfg)
+
+    def state_dict(self):
+        state = super().state_dict()
+        if "_trainer" not in state:
+            state["_trainer"] = self._trainer.state_dict()
+        return state
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        if _D2_SAVES_OPTIMIZER:
+            return
+        if "_trainer" in state_dict:
+            self._trainer.load_state_dict(state_dict["_trainer"])
+        else:
+            logger.warning("the checkpoint has no optimizer state: SGD momentum restarts from zero")
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        return COCOEvaluator(dataset_name, output_dir=output_folder, use_fast_impl=detectron2_has_compiled_ops())
