@@ -22,7 +22,6 @@ import json
 import statistics
 import threading
 import time
-import types
 from collections import defaultdict
 from pathlib import Path
 
@@ -30,10 +29,9 @@ import torch
 from detectron2 import model_zoo
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
-from detectron2.modeling.postprocessing import detector_postprocess
 
 from blendmask import load_config
-from blendmask.modeling.basis_module import ConvNormReLU
+from blendmask.modeling import one_stage_detector
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,24 +58,22 @@ TINY_OPTS = ["MODEL.RESNETS.STEM_OUT_CHANNELS", 16, "MODEL.RESNETS.RES2_OUT_CHAN
              "MODEL.RESNETS.WIDTH_PER_GROUP", 8, "MODEL.FPN.OUT_CHANNELS", 64]
 
 
-def _detectron2_postprocess(detections, batched_inputs, image_sizes):
-    """Our post-processing as it was: detectron2's detector_postprocess (dense zero-filled paste)."""
-    return [{"instances": detector_postprocess(det, x.get("height", size[0]), x.get("width", size[1]))}
-            for det, x, size in zip(detections, batched_inputs, image_sizes)]
+# each speed-up's config key, and the value that switches it off (outputs equal up to float rounding)
+SPEEDUP_OFF = {
+    "sparse-attn": ("MODEL.BLENDMASK.SPARSE_ATTENTION", False),  # the attention conv on every location
+    "channels-last": ("TEST.CHANNELS_LAST_ON_CPU", False),  # NCHW batch into the backbone
+    "lazy-paste": ("TEST.LAZY_PASTE", False),  # detectron2's paste_masks_in_image
+    "bn-fold": ("MODEL.BASIS_MODULE.FOLD_BN", False),  # BatchNorm after each basis-module conv
+}
 
 
-def switch_off(model, ablations):
-    """Undo our inference speed-ups on ``model`` (outputs equal up to float rounding)."""
-    if "sparse-attn" in ablations:  # the attention conv at every location of every level
-        model.proposal_generator.sparse_top_module = False
-    if "channels-last" in ablations:
-        model.cpu_channels_last = False
-    if "lazy-paste" in ablations:
-        model.postprocess = _detectron2_postprocess
-    if "bn-fold" in ablations:
-        for module in model.modules():
-            if isinstance(module, ConvNormReLU):
-                module.forward = types.MethodType(torch.nn.Sequential.forward, module)
+def switch_off_opts(ablations):
+    """Config overrides that switch off our inference speed-ups named in ``ablations``."""
+    opts = []
+    for name in ablations:
+        key, value = SPEEDUP_OFF[name]
+        opts += [key, value]
+    return opts
 
 
 def build(family, config, count, tiny, ablations=()):
@@ -86,7 +82,7 @@ def build(family, config, count, tiny, ablations=()):
                 "MODEL.FCOS.NMS_TH", 1.0, "MODEL.FCOS.POST_NMS_TOPK_TEST", count]
         if tiny:
             opts += TINY_OPTS + ["MODEL.BASIS_MODULE.CONVS_DIM", 32]
-        cfg = load_config(REPO / config, opts)
+        cfg = load_config(REPO / config, opts + switch_off_opts(ablations))
     else:
         cfg = get_cfg()
         cfg.merge_from_file(model_zoo.get_config_file(config))
@@ -98,7 +94,6 @@ def build(family, config, count, tiny, ablations=()):
     model = build_model(cfg).eval()
     if family == "ours":  # boxes of 3 strides on each side of their location
         torch.nn.init.constant_(model.proposal_generator.fcos_head.bbox_pred.bias, 3.0)
-        switch_off(model, ablations)
     else:
         zero_box_deltas(model)
         if family == "d2-nhwc":
@@ -169,11 +164,13 @@ def instrument(kind, model, timer):
     timer.module("backbone+FPN", model.backbone)
     if kind == "ours":
         timer.module("head", model.proposal_generator.fcos_head)
-        timer.method("post-processing", model.proposal_generator, "predict")
-        timer.method("paste", model, "postprocess")
+        timer.method("post-processing", model.proposal_generator, "detect")
+        # scaling, clipping and pasting; a function of the module the meta-architecture calls it from
+        timer.method("paste", one_stage_detector, "postprocess_detections")
         if hasattr(model, "basis_module"):
             timer.module("basis module", model.basis_module)
-            timer.module("blender", model.blender)
+            timer.method("attention", model.top_layer, "at_locations")
+            timer.method("blender", model.blender, "mask_probs")
     else:
         timer.module("head", model.proposal_generator.rpn_head)
         timer.method("head", model.roi_heads, "_forward_box")  # box head + its post-processing

@@ -62,37 +62,37 @@ def load_fixture_model(name):
 
 
 def run_with_intermediates(model, image_chw_u8, height, width):
-    """Run one image; return final instances plus pre-postprocess detections and bases."""
+    """Run one image; return final instances plus pre-postprocess detections and bases.
+
+    ``captured["prepost"]``: [Instances] before rescaling, with pred_boxes, scores, pred_classes,
+    fpn_levels, locations and, for BlendMask, top_feat (n, K*M*M) and pred_masks (n, 1, R, R)
+    probabilities; ``captured["bases"]`` (1, K, H/4, W/4).
+    """
+    image = torch.from_numpy(image_chw_u8.astype(np.float32))
+    inputs = [{"image": image, "height": height, "width": width}]
     captured = {}
-
-    def grab_detections(module, args, output):
-        captured["prepost"] = [_clone_instances(d) for d in output]
-
-    def grab_bases(module, args, output):
-        captured["bases"] = output[0]["bases"][0].clone()
-
-    hooks = []
-    if hasattr(model, "blender"):
-        hooks.append(model.blender.register_forward_hook(grab_detections))
-        hooks.append(model.basis_module.register_forward_hook(grab_bases))
-    else:
-        hooks.append(model.proposal_generator.register_forward_hook(
-            lambda m, a, out: captured.update(prepost=[_clone_instances(d) for d in out[0]])))
-    try:
-        with torch.no_grad():
-            image = torch.from_numpy(image_chw_u8.astype(np.float32))
-            result = model([{"image": image, "height": height, "width": width}])[0]["instances"]
-    finally:
-        for h in hooks:
-            h.remove()
+    with torch.no_grad():
+        result = model(inputs)[0]["instances"]
+        images = model.preprocess_image(inputs)
+        features = model.backbone(model.backbone_input(images.tensor))
+        fcos = model.proposal_generator(images, features)
+        det = model.add_masks(features, fcos)[0]
+        prepost = Instances(images.image_sizes[0])
+        prepost.pred_boxes = Boxes(det["boxes"])
+        prepost.scores = det["scores"]
+        prepost.pred_classes = det["classes"]
+        prepost.fpn_levels = det["levels"]
+        strides = torch.tensor(model.proposal_generator.strides)[det["levels"]]
+        widths = torch.tensor([t.shape[-1] for t in fcos.box_towers])[det["levels"]]
+        prepost.locations = torch.stack(
+            ((det["cells"] % widths) * strides + strides // 2, det["cells"] // widths * strides + strides // 2),
+            dim=1).float()
+        if hasattr(model, "blender"):
+            prepost.top_feat = model.top_layer.at_locations(fcos.box_towers, fcos.detection_locations())
+            prepost.pred_masks = det["mask_probs"][:, None]
+            captured["bases"] = model.basis_module(features)[0]["bases"][0].clone()
+        captured["prepost"] = [prepost]
     return result, captured
-
-
-def _clone_instances(instances):
-    out = Instances(instances.image_size)
-    for k, v in instances.get_fields().items():
-        out.set(k, Boxes(v.tensor.clone()) if isinstance(v, Boxes) else v.clone())
-    return out
 
 
 def match_detections(ref_boxes, ref_scores, ref_classes, boxes, scores, classes):

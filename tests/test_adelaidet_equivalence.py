@@ -112,7 +112,7 @@ def test_training_losses_match(name):
 
 def test_semantic_targets_match_adelaidet_preprocessing():
     """Our on-the-fly basis targets equal the map AdelaiDet's preprocessing script wrote."""
-    from blendmask.modeling.basis_module import semantic_targets_from_instances
+    from blendmask.modeling.blendmask import semantic_targets_from_instances
 
     inputs, _ = fixture_training_inputs("tiny_blendmask_adet_losses.json")
     expected = np.load(reference_file("tiny_blendmask_adet_train_basis_sem.npz"))["basis_sem"]

@@ -4,7 +4,8 @@ import torch
 from detectron2.layers import ShapeSpec
 from detectron2.structures import BitMasks, Instances, PolygonMasks
 
-from blendmask.modeling.basis_module import ProtoNet, conv_norm_relu, semantic_targets_from_instances
+from blendmask.modeling.blendmask import ProtoNet, semantic_targets_from_instances
+from blendmask.modeling.layers import conv_norm_relu
 
 
 def _features(n=1, c=16, h=8, w=12):

@@ -31,7 +31,8 @@ def test_inference_benchmark_table(tmp_path):
     assert {r["model"] for r in records} == {"BlendMask R_50", "BlendMask R_50 550", "FCOS R_50",
                                               "Mask R-CNN R50-FPN"}
     blend = next(r for r in records if r["model"] == "BlendMask R_50")
-    assert {"backbone+FPN", "head", "post-processing", "basis module", "blender", "paste"} <= set(blend["stages_ms"])
+    assert {"backbone+FPN", "head", "post-processing", "basis module", "attention", "blender", "paste"} <= set(
+        blend["stages_ms"])
     assert (tmp_path / "latency_vs_detections.png").stat().st_size > 1000
 
 

@@ -3,7 +3,14 @@ import torch
 from detectron2.structures import BitMasks, Boxes, Instances
 from torch.nn import functional as F
 
-from blendmask.modeling.blender import Blender, blend
+from blendmask.inference import Locations
+from blendmask.modeling.blendmask import Blender, blend
+from blendmask.modeling.fcos import Positives
+
+
+def _positives(gt_inds, gt_ctrs):
+    zeros = torch.zeros_like(gt_inds)
+    return Positives(Locations(zeros, zeros, zeros), gt_inds=gt_inds, gt_ctrs=gt_ctrs, labels=zeros)
 
 
 def test_blend_uniform_attention_averages_bases():
@@ -42,24 +49,30 @@ def test_inference_pools_bases_in_boxes_and_sets_probabilities():
     blender = _blender().eval()
     bases = torch.zeros(1, 2, 16, 16)
     bases[0, 0, :, :8] = 10.0  # left half of the image (stride 4) strongly positive in basis 0
-    det = Instances((64, 64))
-    det.pred_boxes = Boxes(torch.tensor([[0.0, 0.0, 24.0, 24.0], [40.0, 40.0, 64.0, 64.0]]))
+    boxes = torch.tensor([[0.0, 0.0, 24.0, 24.0], [40.0, 40.0, 64.0, 64.0]])
     attn = torch.full((2, 2, 2, 2), -50.0)
     attn[:, 0] = 50.0
-    det.top_feat = attn.flatten(1)
-    out = blender([bases], [det])[0]
-    assert out.pred_masks.shape == (2, 1, 4, 4)
-    assert out.pred_masks[0].min() > 0.99  # box inside the positive half
-    torch.testing.assert_close(out.pred_masks[1], torch.full((1, 4, 4), 0.5))  # zero bases there
+    probs = blender.mask_probs([bases], [boxes], attn.flatten(1))
+    assert probs.shape == (2, 4, 4)
+    assert probs[0].min() > 0.99  # box inside the positive half
+    torch.testing.assert_close(probs[1], torch.full((4, 4), 0.5))  # zero bases there
+
+
+def test_mask_probs_of_a_batch_pool_each_image_in_its_own_bases():
+    blender = _blender().eval()
+    bases = torch.randn(2, 2, 16, 16)
+    boxes = [torch.tensor([[0.0, 0.0, 24.0, 24.0]]), torch.tensor([[8.0, 4.0, 40.0, 60.0], [1.0, 2.0, 3.0, 4.0]])]
+    attn = torch.randn(3, 8)
+    together = blender.mask_probs([bases], boxes, attn)
+    alone = torch.cat([blender.mask_probs([bases[:1]], boxes[:1], attn[:1]),
+                       blender.mask_probs([bases[1:]], boxes[1:], attn[1:])])
+    torch.testing.assert_close(together, alone)
 
 
 def test_inference_with_zero_detections():
     blender = _blender(r=7).eval()
-    det = Instances((32, 32))
-    det.pred_boxes = Boxes(torch.zeros(0, 4))
-    det.top_feat = torch.zeros(0, 8)
-    out = blender([torch.randn(1, 2, 8, 8)], [det])[0]
-    assert out.pred_masks.shape == (0, 1, 7, 7)
+    probs = blender.mask_probs([torch.randn(1, 2, 8, 8)], [torch.zeros(0, 4)], torch.zeros(0, 8))
+    assert probs.shape == (0, 7, 7)
 
 
 def test_training_loss_matches_direct_computation():
@@ -72,17 +85,15 @@ def test_training_loss_matches_direct_computation():
     masks[0, 8:24, 8:40] = True
     masks[1, 4:30, 20:60] = True
     gt.gt_masks = BitMasks(masks)
-    pos = Instances((0, 0))
-    pos.gt_inds = torch.tensor([0, 1, 1])
-    pos.gt_ctrs = torch.tensor([0.5, 1.0, 0.25])
-    pos.top_feats = torch.randn(3, 8)
-    loss = blender([bases], pos, [gt], loss_denorm=1.75)["loss_mask"]
+    pos = _positives(gt_inds=torch.tensor([0, 1, 1]), gt_ctrs=torch.tensor([0.5, 1.0, 0.25]))
+    attns = torch.randn(3, 8)
+    loss = blender.losses([bases], attns, pos, [gt], loss_denorm=1.75)["loss_mask"]
 
     rois = blender.pooler([bases], [gt.gt_boxes])
     targets = gt.gt_masks.crop_and_resize(gt.gt_boxes.tensor, 4).float()
     expected = 0.0
     for i, g in enumerate(pos.gt_inds.tolist()):
-        logits = blend(rois[g:g + 1], pos.top_feats[i:i + 1], 2)[0]
+        logits = blend(rois[g:g + 1], attns[i:i + 1], 2)[0]
         expected += F.binary_cross_entropy_with_logits(logits, targets[g]) * pos.gt_ctrs[i]
     torch.testing.assert_close(loss, expected / 1.75)
     # the top half of instance 0's box is foreground: targets were cropped to the box
@@ -94,10 +105,7 @@ def test_training_loss_matches_direct_computation():
 def test_training_without_positives_is_zero_and_differentiable():
     blender = _blender().train()
     bases = torch.randn(1, 2, 8, 8, requires_grad=True)
-    pos = Instances((0, 0))
-    pos.gt_inds = torch.zeros(0, dtype=torch.long)
-    pos.gt_ctrs = torch.zeros(0)
-    pos.top_feats = torch.zeros(0, 8, requires_grad=True)
-    loss = blender([bases], pos, [], loss_denorm=1e-6)["loss_mask"]
+    pos = _positives(gt_inds=torch.zeros(0, dtype=torch.long), gt_ctrs=torch.zeros(0))
+    loss = blender.losses([bases], torch.zeros(0, 8, requires_grad=True), pos, [], loss_denorm=1e-6)["loss_mask"]
     assert loss.item() == 0.0
     loss.backward()

@@ -5,8 +5,8 @@ from detectron2.modeling import build_model
 from detectron2.modeling.backbone.resnet import BottleneckBlock, DeformBottleneckBlock
 from torch.nn import functional as F
 
+from blendmask.modeling.backbone.resnet_interval import TorchvisionModulatedDeformConv
 from blendmask.modeling.layers import ModulatedDeformConv3x3
-from blendmask.modeling.resnet_interval import TorchvisionModulatedDeformConv
 from conftest import tiny_cfg
 from conftest import training_input as _inputs
 

@@ -12,6 +12,7 @@ import torch
 
 import blendmask.export as bx
 from adelaidet_fixtures import fixture_cfg
+from blendmask.inference import class_aware_nms, paste_probs_grid, paste_probs_separable
 from conftest import reference_file
 
 TEST_SIZE = 480
@@ -121,12 +122,12 @@ def test_match_by_box_is_rank_order_independent():
 
 
 class _NMS(torch.nn.Module):
-    def __init__(self, for_onnx):
+    def __init__(self, backend):
         super().__init__()
-        self.for_onnx = for_onnx
+        self.backend = backend
 
     def forward(self, boxes, scores, classes):
-        return bx.wrapper.class_aware_nms(boxes, scores, classes, 0.6, 5, self.for_onnx)
+        return class_aware_nms(boxes, scores, classes, 0.6, 5, self.backend)
 
 
 def _random_detections(n, seed):
@@ -142,7 +143,7 @@ def test_class_aware_nms_matches_torchvision(backend, tmp_path):
     the 1000 boxes where torchvision switches from the coordinate-offset trick to per-class NMS."""
     from torchvision.ops import batched_nms
 
-    module = _NMS(for_onnx=backend == "onnx")
+    module = _NMS("onnx" if backend == "onnx" else "torchvision")
     sample = _random_detections(50, 0)
     if backend == "torchscript":
         with torch.no_grad(), bx.api.quiet_export_warnings():
@@ -171,30 +172,22 @@ def test_separable_paste_equals_grid_sample_paste():
     probs[:5] = 1.0  # saturated masks: edge pixels land on the 0.5 threshold
     xy = torch.rand(20, 2, generator=g) * 120 - 20
     boxes = torch.cat([xy, xy + torch.rand(20, 2, generator=g) * 100 + 0.5], dim=1)
-    row, col = torch.arange(90, dtype=torch.float32), torch.arange(130, dtype=torch.float32)
-    grid = bx.wrapper.paste_mask_probs(probs, boxes, row, col)
-    separable = bx.wrapper.paste_mask_probs_separable(probs, boxes, row, col)
+    grid = paste_probs_grid(probs, boxes, 90, 130)
+    separable = paste_probs_separable(probs, boxes, 90, 130)
     torch.testing.assert_close(separable, grid, rtol=0, atol=1e-5)
     flipped = (separable >= 0.5) != (grid >= 0.5)
     assert ((grid - 0.5).abs()[flipped] <= 1e-5).all()
 
 
-def test_attention_at_equals_dense_conv():
-    """The attention conv at chosen (level, cell) pairs equals the dense conv's output there."""
-    from types import SimpleNamespace
-
-    g = torch.Generator().manual_seed(0)
-    conv = torch.nn.Conv2d(8, 12, 3, padding=1)
-    towers = [torch.randn(1, 8, h, w, generator=g) for h, w in [(9, 13), (5, 7), (3, 4), (1, 2)]]
-    levels = torch.tensor([0, 2, 1, 0, 3, 2, 0])
-    cells = torch.tensor([0, 11, 34, 116, 1, 0, 57])
+def test_the_export_runs_the_models_own_inference(fixture_setup):
+    """The export module is glue: eager ExportableBlendMask equals model.inference bit for bit."""
+    _, model, samples = fixture_setup
+    _, image, size, eager, eager_probs = samples[1]
     with torch.no_grad():
-        ours = bx.ExportableBlendMask.attention_at(SimpleNamespace(top_layer=conv), towers, levels, cells)
-        dense = [conv(t)[0].flatten(1).t() for t in towers]
-    expected = torch.stack([dense[lvl][c] for lvl, c in zip(levels.tolist(), cells.tolist())])
-    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
-    assert bx.ExportableBlendMask.attention_at(SimpleNamespace(top_layer=conv), towers, levels[:0], cells[:0]).shape \
-        == (0, 12)
+        boxes, scores, classes, probs, masks = bx.ExportableBlendMask(model)(image, size)
+    assert torch.equal(boxes, eager.pred_boxes.tensor) and torch.equal(scores, eager.scores)
+    assert torch.equal(classes, eager.pred_classes) and torch.equal(probs, eager_probs)
+    assert torch.equal(masks, eager.pred_masks)
 
 
 def test_export_cli_box_only_model(tmp_path, capsys):

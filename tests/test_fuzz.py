@@ -5,7 +5,9 @@ from detectron2.structures import BitMasks, Boxes, Instances
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blendmask.modeling.blender import Blender
+from blendmask.inference import Locations
+from blendmask.modeling.blendmask import Blender
+from blendmask.modeling.fcos import Positives
 from blendmask.modeling.fcos.targets import (
     assign_targets_single_image,
     compute_ctrness_targets,
@@ -68,20 +70,19 @@ def test_blender_shapes_and_finiteness(k, m, r, n, h, w, seed):
     wh = torch.rand(n, 2, generator=g) * 60
     boxes = torch.cat([xy - 5, xy + wh], dim=1)  # may cross the border, may be tiny
 
-    det = Instances((h, w))
-    det.pred_boxes = Boxes(boxes)
-    det.top_feat = torch.randn(n, k * m * m, generator=g) * 20
-    out = blender.eval()([bases], [det])[0]
-    assert out.pred_masks.shape == (n, 1, r, r)
-    assert torch.isfinite(out.pred_masks).all()
-    assert ((out.pred_masks >= 0) & (out.pred_masks <= 1)).all()
+    attns = torch.randn(n, k * m * m, generator=g) * 20
+    probs = blender.eval().mask_probs([bases], [boxes], attns)
+    assert probs.shape == (n, r, r)
+    assert torch.isfinite(probs).all()
+    assert ((probs >= 0) & (probs <= 1)).all()
 
     gt = Instances((h, w))
     gt.gt_boxes = Boxes(boxes.clamp(min=0))
     gt.gt_masks = BitMasks(torch.rand(n, h, w, generator=g) > 0.5)
-    pos = Instances((0, 0))
-    pos.gt_inds = torch.randint(0, max(n, 1), (n,), generator=g) if n else torch.zeros(0, dtype=torch.long)
-    pos.gt_ctrs = torch.rand(n, generator=g)
-    pos.top_feats = torch.randn(n, k * m * m, generator=g)
-    loss = blender.train()([bases], pos, [gt], loss_denorm=max(pos.gt_ctrs.sum().item(), 1e-6))["loss_mask"]
+    gt_inds = torch.randint(0, max(n, 1), (n,), generator=g) if n else torch.zeros(0, dtype=torch.long)
+    zeros = torch.zeros_like(gt_inds)
+    pos = Positives(Locations(zeros, zeros, zeros), gt_inds=gt_inds, gt_ctrs=torch.rand(n, generator=g), labels=zeros)
+    attns = torch.randn(n, k * m * m, generator=g)
+    loss = blender.train().losses([bases], attns, pos, [gt], loss_denorm=max(pos.gt_ctrs.sum().item(), 1e-6))[
+        "loss_mask"]
     assert torch.isfinite(loss) and loss >= 0

@@ -131,16 +131,19 @@ def test_training_needs_instances():
 
 
 def test_cpu_inference_runs_the_backbone_channels_last_with_the_same_results():
-    cfg = tiny_cfg(**{"MODEL.FCOS.INFERENCE_TH_TEST": 0.0, "MODEL.FCOS.POST_NMS_TOPK_TEST": 20})
-    model = build_model(cfg).eval()
-    torch.nn.init.constant_(model.proposal_generator.fcos_head.bbox_pred.bias, 2.0)
-    layouts = []
-    model.backbone.register_forward_pre_hook(
-        lambda _, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    """TEST.CHANNELS_LAST_ON_CPU switches the backbone's input layout, nothing else."""
     image = torch.rand(3, 96, 128, generator=torch.Generator().manual_seed(3)) * 255
-    results = {}
+    results, layouts, state = {}, [], None
     for channels_last in (True, False):
-        model.cpu_channels_last = channels_last
+        cfg = tiny_cfg(**{"MODEL.FCOS.INFERENCE_TH_TEST": 0.0, "MODEL.FCOS.POST_NMS_TOPK_TEST": 20,
+                          "TEST.CHANNELS_LAST_ON_CPU": channels_last})
+        model = build_model(cfg).eval()
+        if state is None:
+            torch.nn.init.constant_(model.proposal_generator.fcos_head.bbox_pred.bias, 2.0)
+            state = model.state_dict()
+        model.load_state_dict(state)
+        model.backbone.register_forward_pre_hook(
+            lambda _, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last)))
         with torch.no_grad():
             results[channels_last] = model([{"image": image}])[0]["instances"]
     assert layouts == [True, False]

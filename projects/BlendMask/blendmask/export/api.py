@@ -16,16 +16,13 @@ ONNX_OPSET = 17  # RoiAlign with half_pixel (ROIAlignV2) needs >= 16, GridSample
 
 
 def build_model_from_cfg(cfg) -> nn.Module:
-    """detectron2 ``build_model`` + ``DetectionCheckpointer`` load of MODEL.WEIGHTS, in eval mode, on CPU."""
-    from detectron2.checkpoint import DetectionCheckpointer
-    from detectron2.modeling import build_model
+    """The model of ``cfg`` on CPU, in eval mode, with MODEL.WEIGHTS loaded weights-only."""
+    from ..engine import build_model_and_load
 
     cfg = cfg.clone()
     cfg.defrost()
     cfg.MODEL.DEVICE = "cpu"
-    model = build_model(cfg)
-    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-    return model.eval()
+    return build_model_and_load(cfg)
 
 
 def read_image(path: Union[str, Path], cfg) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -128,28 +125,29 @@ def run_onnx(session, image: torch.Tensor, output_size: torch.Tensor):
 
 def io_spec(module: ExportableBlendMask, cfg) -> Dict:
     """A JSON-able description of the exported graph's inputs, outputs and pre-processing."""
-    r = module.roi_align.output_size[0] if module.has_masks else 0
+    model, fcos = module.model, module.model.proposal_generator
+    r = model.blender.resolution if module.has_masks else 0
     return {
         "inputs": {
             "image": f"float32 (1, 3, H, W), raw 0..255 pixels in {cfg.INPUT.FORMAT} order, resized so the "
                      f"short side is {cfg.INPUT.MIN_SIZE_TEST} (long side <= {cfg.INPUT.MAX_SIZE_TEST}); "
                      "H, W dynamic, padded to a multiple of "
-                     f"{module.size_divisibility} inside",
+                     f"{model.backbone.size_divisibility} inside",
             "output_size": "int64 (2,) [height, width] to scale the results to (the original image's size)",
         },
         "outputs": {
             "boxes": "float32 (N, 4) x0, y0, x1, y1 in output_size pixels, clipped; N dynamic, by decreasing score",
             "scores": "float32 (N,)",
-            "classes": f"int64 (N,) in 0..{module.num_classes - 1}",
+            "classes": f"int64 (N,) in 0..{fcos.num_classes - 1}",
             "mask_probs": f"float32 (N, {r}, {r}) mask probabilities inside each (unclipped) box"
                           if module.has_masks else "float32 (N, 0, 0) (box-only model)",
             "masks": "bool (N, output_height, output_width)" if module.paste_masks
                      else "bool (N, 0, 0) (not pasted)",
         },
         "post_processing": {
-            "score_threshold": module.thresh, "thresh_with_ctr": module.thresh_with_ctr,
-            "pre_nms_topk": module.pre_nms_topk, "nms_threshold": module.nms_thresh,
-            "post_nms_topk": module.post_nms_topk, "mask_threshold": module.mask_threshold,
+            "score_threshold": fcos.inference_thresh[False], "thresh_with_ctr": fcos.thresh_with_ctr,
+            "pre_nms_topk": fcos.pre_nms_topk[False], "nms_threshold": fcos.nms_thresh,
+            "post_nms_topk": fcos.post_nms_topk[False], "mask_threshold": 0.5,
         },
     }
 

@@ -72,43 +72,23 @@ def compare_outputs(
 
 
 def _unexplained_flips(ours, theirs, probs, boxes, tol: float) -> int:
-    from .wrapper import paste_mask_probs
+    from ..inference import paste_probs_grid
 
     count = 0
     h, w = theirs.shape[1:]
     for i in np.nonzero((ours != theirs).any(axis=(1, 2)))[0]:
-        pasted = paste_mask_probs(
-            torch.as_tensor(probs[i:i + 1]), torch.as_tensor(boxes[i:i + 1]),
-            torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
-        )[0].numpy()
+        pasted = paste_probs_grid(torch.as_tensor(probs[i:i + 1]), torch.as_tensor(boxes[i:i + 1]), h, w)[0].numpy()
         count += int(((ours[i] != theirs[i]) & (np.abs(pasted - 0.5) > tol)).sum())
     return count
 
 
 def eager_predict(model, image: torch.Tensor, output_size: torch.Tensor):
-    """The eager model on the same inputs: (Instances, R x R mask probabilities or None).
-
-    The probabilities are read from the blender's output and kept in the order and number of the
-    final instances (``detector_postprocess`` drops boxes that are empty after clipping).
-    """
-    captured = {}
-
-    def grab(module, args, out):
-        captured["probs"] = out[0].pred_masks[:, 0].clone()
-        captured["boxes"] = out[0].pred_boxes.tensor.clone()
-
-    hook = model.blender.register_forward_hook(grab) if hasattr(model, "blender") else None
-    try:
-        h, w = (int(v) for v in output_size)
-        with torch.no_grad():
-            instances = model([{"image": image[0], "height": h, "width": w}])[0]["instances"]
-    finally:
-        if hook is not None:
-            hook.remove()
-    probs = captured.get("probs")
-    if probs is not None and len(probs) != len(instances):
-        boxes = captured["boxes"] * torch.tensor([w / image.shape[-1], h / image.shape[-2]] * 2)
-        boxes = torch.stack([boxes[:, 0].clamp(0, w), boxes[:, 1].clamp(0, h),
-                             boxes[:, 2].clamp(0, w), boxes[:, 3].clamp(0, h)], dim=1)
-        probs = probs[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
-    return instances, probs
+    """The eager model on the same inputs: (Instances, R x R mask probabilities or None), the
+    probabilities in the order and number of the instances (from the model's ``inference``)."""
+    h, w = (int(v) for v in output_size)
+    with torch.no_grad():
+        images = model.preprocess_image([{"image": image[0]}])
+        features = model.backbone(model.backbone_input(images.tensor))
+        backend = model.eager_backend(images.tensor.device)
+        result = model.inference(features, images.image_sizes, [(h, w)], backend)[0]
+    return model.to_instances(result, (h, w)), result.get("mask_probs")

@@ -1,19 +1,20 @@
 """Model components; importing registers them in detectron2's registries."""
 
 from .backbone import build_fcos_resnet_fpn_backbone
-from .basis_module import BASIS_MODULE_REGISTRY, ProtoNet, build_basis_module
-from .blender import Blender, blend
-from .blendmask import BlendMask
-from .fcos import FCOS, FCOSHead
+from .blendmask import BASIS_MODULE_REGISTRY, AttentionConv, Blender, BlendMask, ProtoNet, blend, build_basis_module
+from .fcos import FCOS, FCOSHead, FCOSOutput, Positives
 from .one_stage_detector import OneStageDetector
 
 __all__ = [
+    "AttentionConv",
     "BASIS_MODULE_REGISTRY",
     "Blender",
     "BlendMask",
     "FCOS",
     "FCOSHead",
+    "FCOSOutput",
     "OneStageDetector",
+    "Positives",
     "ProtoNet",
     "blend",
     "build_basis_module",

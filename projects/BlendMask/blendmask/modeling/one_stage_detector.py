@@ -1,16 +1,18 @@
-"""FCOS-only detector meta-architecture (AdelaiDet's ``OneStageDetector``)."""
+"""FCOS-only detector meta-architecture (AdelaiDet's ``OneStageDetector``), and the inference core
+that every model built on FCOS shares with its export."""
 
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 import torch
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone, build_proposal_generator
-from detectron2.structures import ImageList, Instances
+from detectron2.structures import Boxes, ImageList, Instances
 from torch import nn
 
 from ..checkpoint import convert_on_load
+from ..inference import EAGER, InferenceBackend, postprocess_detections
+from .fcos import FCOSOutput
 from .layers import syncbn_to_bn_for_single_process
-from .postprocess import postprocess_instances
 
 
 def check_input_image(image: torch.Tensor, min_size: int = 1) -> None:
@@ -28,22 +30,26 @@ class OneStageDetector(nn.Module):
 
     Input: detectron2's list of dicts with "image" (3, H, W) and optionally "height", "width",
     "instances". Training returns the loss dict; inference a list of {"instances": Instances}
-    with pred_boxes, scores, pred_classes.
+    with pred_boxes, scores, pred_classes (and pred_masks for models with a mask branch).
 
-    ``cpu_channels_last``: CPU inference feeds the backbone a channels-last (NHWC) batch, on which
-    oneDNN's convolutions and the pooling run ~15% faster (same results up to float rounding); set
-    it to False on the instance or the class to keep NCHW.
+    Inference is :meth:`inference`, written once for eager PyTorch and export: subclasses add
+    their mask branch in :meth:`add_masks`. Speed-ups (config keys, today's behaviour by default):
+    ``channels_last_on_cpu`` (TEST.CHANNELS_LAST_ON_CPU) feeds the backbone a channels-last batch
+    on CPU, where oneDNN's convolutions run ~15% faster (same results up to float rounding);
+    ``lazy_paste`` (TEST.LAZY_PASTE) pastes masks into a lazily zeroed output on CPU, only around
+    the boxes (bit-equal to detectron2's paste).
     """
 
-    cpu_channels_last: bool = True
-
     @configurable
-    def __init__(self, *, backbone, proposal_generator, pixel_mean, pixel_std):
+    def __init__(self, *, backbone, proposal_generator, pixel_mean, pixel_std, channels_last_on_cpu: bool = True,
+                 lazy_paste: bool = True):
         super().__init__()
         self.backbone = backbone
         self.proposal_generator = proposal_generator
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.channels_last_on_cpu = channels_last_on_cpu
+        self.lazy_paste = lazy_paste
         syncbn_to_bn_for_single_process(self)
         convert_on_load(self)
 
@@ -55,6 +61,8 @@ class OneStageDetector(nn.Module):
             proposal_generator=build_proposal_generator(cfg, backbone.output_shape()),
             pixel_mean=cfg.MODEL.PIXEL_MEAN,
             pixel_std=cfg.MODEL.PIXEL_STD,
+            channels_last_on_cpu=cfg.TEST.CHANNELS_LAST_ON_CPU,
+            lazy_paste=cfg.TEST.LAZY_PASTE,
         )
 
     @property
@@ -65,14 +73,17 @@ class OneStageDetector(nn.Module):
         """Normalise, then zero-pad to the backbone's size divisibility."""
         for x in batched_inputs:
             check_input_image(x["image"])
-        images = [(x["image"].to(self.device) - self.pixel_mean) / self.pixel_std for x in batched_inputs]
+        images = [self.normalize(x["image"].to(self.device)) for x in batched_inputs]
         return ImageList.from_tensors(images, self.backbone.size_divisibility)
 
-    def backbone_input(self, images: ImageList) -> torch.Tensor:
+    def normalize(self, image: torch.Tensor) -> torch.Tensor:
+        return (image - self.pixel_mean) / self.pixel_std
+
+    def backbone_input(self, batch: torch.Tensor) -> torch.Tensor:
         """The padded batch in the memory format the backbone runs fastest on (see class doc)."""
-        if self.cpu_channels_last and not self.training and images.tensor.device.type == "cpu":
-            return images.tensor.contiguous(memory_format=torch.channels_last)
-        return images.tensor
+        if self.channels_last_on_cpu and not self.training and batch.device.type == "cpu":
+            return batch.contiguous(memory_format=torch.channels_last)
+        return batch
 
     def gt_instances(self, batched_inputs) -> List[Instances]:
         """Ground truth of each image, checked: class ids must be in [0, NUM_CLASSES)."""
@@ -91,21 +102,52 @@ class OneStageDetector(nn.Module):
 
     def forward(self, batched_inputs: List[Dict]):
         images = self.preprocess_image(batched_inputs)
-        features = self.backbone(self.backbone_input(images))
+        features = self.backbone(self.backbone_input(images.tensor))
         if self.training:
-            _, losses = self.proposal_generator(images, features, self.gt_instances(batched_inputs))
-            return losses
-        detections, _ = self.proposal_generator(images, features)
-        return self.postprocess(detections, batched_inputs, images.image_sizes)
+            return self.losses(batched_inputs, images, features)
+        output_sizes = [(x.get("height", h), x.get("width", w))
+                        for x, (h, w) in zip(batched_inputs, images.image_sizes)]
+        results = self.inference(features, images.image_sizes, output_sizes, self.eager_backend(images.tensor.device))
+        return [{"instances": self.to_instances(r, size)} for r, size in zip(results, output_sizes)]
+
+    def losses(self, batched_inputs, images: ImageList, features) -> Dict[str, torch.Tensor]:
+        return self.proposal_generator(images, features, self.gt_instances(batched_inputs)).losses
+
+    def eager_backend(self, device) -> InferenceBackend:
+        paste = "lazy" if self.lazy_paste and device.type == "cpu" else "detectron2"
+        return InferenceBackend(nms=EAGER.nms, paste=paste)
+
+    def inference(
+        self, features: Dict[str, torch.Tensor], image_sizes: Sequence, output_sizes: Sequence,
+        backend: InferenceBackend = EAGER,
+    ) -> List[Dict[str, torch.Tensor]]:
+        """The inference core, run by eager ``forward`` and by the export alike.
+
+        ``features``: the backbone's outputs for a batch; ``image_sizes``: each image's (h, w)
+        before padding; ``output_sizes``: the (h, w) to scale results to. Sizes are ints, or 0-dim
+        tensors when traced. Returns per image a dict: "boxes" (n, 4) clipped output pixels,
+        "scores", "classes", "levels", "cells" and, with a mask branch, "mask_probs" (n, R, R) and
+        "masks" (n, H, W) bool (unless ``backend.paste`` is None).
+        """
+        fcos = self.proposal_generator(None, features, nms_backend=backend.nms)
+        detections = self.add_masks(features, fcos)
+        return [
+            postprocess_detections(det, in_size, out_size, paste=backend.paste)
+            for det, in_size, out_size in zip(detections, image_sizes, output_sizes)
+        ]
+
+    def add_masks(self, features: Dict[str, torch.Tensor], fcos: FCOSOutput) -> List[Dict[str, torch.Tensor]]:
+        """Models with a mask branch add "mask_probs" (n, R, R) to each image's detections."""
+        return fcos.detections
 
     @staticmethod
-    def postprocess(detections, batched_inputs, image_sizes):
-        """Scale boxes (and paste masks) to each input's "height"/"width" (default: input size),
-        as detectron2's ``detector_postprocess``."""
-        results = []
-        for det, inputs, image_size in zip(detections, batched_inputs, image_sizes):
-            height = inputs.get("height", image_size[0])
-            width = inputs.get("width", image_size[1])
-            results.append({"instances": postprocess_instances(det, height, width)})
-        return results
-
+    def to_instances(result: Dict[str, torch.Tensor], output_size) -> Instances:
+        """One image's :meth:`inference` result as detectron2 ``Instances`` at ``output_size``."""
+        instances = Instances(tuple(int(v) for v in output_size))
+        instances.pred_boxes = Boxes(result["boxes"])
+        instances.scores = result["scores"]
+        instances.pred_classes = result["classes"]
+        instances.fpn_levels = result["levels"]
+        if "masks" in result:
+            instances.pred_masks = result["masks"]
+        return instances

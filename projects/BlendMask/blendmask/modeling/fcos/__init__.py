@@ -1,4 +1,5 @@
 from .fcos import FCOS
 from .head import FCOSHead
+from .outputs import FCOSOutput, Positives
 
-__all__ = ["FCOS", "FCOSHead"]
+__all__ = ["FCOS", "FCOSHead", "FCOSOutput", "Positives"]

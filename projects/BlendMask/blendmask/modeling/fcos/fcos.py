@@ -1,18 +1,19 @@
 """FCOS (Tian et al., ICCV 2019) as a detectron2 proposal generator."""
 
-from typing import Callable, Dict, List, Optional
+from typing import Dict, List, Optional
 
 import torch
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec, cat
 from detectron2.modeling import PROPOSAL_GENERATOR_REGISTRY
-from detectron2.structures import ImageList, Instances
+from detectron2.structures import Instances
 from torch import nn
 
-from ..layers import conv_at_locations, supports_conv_at_locations
+from ...inference import Locations
 from .head import FCOSHead
-from .inference import predict_instances
+from .inference import detect_single_image
 from .losses import fcos_losses
+from .outputs import FCOSOutput, Positives
 from .targets import (
     assign_targets_single_image,
     compute_ctrness_targets,
@@ -28,14 +29,12 @@ def _flatten_levels(per_level: List[torch.Tensor]) -> torch.Tensor:
 
 @PROPOSAL_GENERATOR_REGISTRY.register()
 class FCOS(nn.Module):
-    """Fully convolutional one-stage detector head, targets, losses and inference.
+    """Fully convolutional one-stage detector: head, targets, losses and inference.
 
-    ``forward(images, features, gt_instances=None, top_module=None)``:
-      - training: returns (extras, losses). ``extras["instances"]`` holds one row per positive
-        location with ``top_feats`` (when ``top_module`` is given), ``gt_inds`` (index into the
-        batch's ground truth, images concatenated), ``gt_ctrs`` (centerness target) and
-        ``fpn_levels``; ``extras["loss_denorm"]`` is the box-loss normaliser.
-      - inference: returns (list of ``Instances`` per image, {}), boxes in input-image pixels.
+    ``forward(images, features, gt_instances=None, nms_backend="torchvision")`` returns an
+    :class:`~blendmask.modeling.fcos.outputs.FCOSOutput` in both modes: the box towers, and the
+    detections (inference) or the positives, losses and loss normaliser (training). ``images`` is
+    not read (it may be None); ``nms_backend`` is "onnx" when exporting to ONNX.
     """
 
     @configurable
@@ -58,14 +57,8 @@ class FCOS(nn.Module):
         pre_nms_topk: Dict[bool, int],
         post_nms_topk: Dict[bool, int],
         nms_thresh: float = 0.6,
-        sparse_top_module: bool = True,
     ):
-        """``inference_thresh``/``pre_nms_topk``/``post_nms_topk`` map ``training`` -> value.
-
-        ``sparse_top_module``: evaluate a conv ``top_module`` only where its output is used (the
-        positive locations in training, the kept detections at inference) instead of on every
-        location of every level; same values, a fraction of the cost.
-        """
+        """``inference_thresh``/``pre_nms_topk``/``post_nms_topk`` map ``training`` -> value."""
         super().__init__()
         if len(strides) != len(in_features):
             raise ValueError(f"FPN_STRIDES {strides} and IN_FEATURES {in_features} differ in length")
@@ -90,7 +83,6 @@ class FCOS(nn.Module):
         self.pre_nms_topk = pre_nms_topk
         self.post_nms_topk = post_nms_topk
         self.nms_thresh = nms_thresh
-        self.sparse_top_module = sparse_top_module
 
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
@@ -109,7 +101,7 @@ class FCOS(nn.Module):
             )
         shapes = [input_shape[f] for f in fcos.IN_FEATURES]
         return dict(
-            head=FCOSHead(**FCOSHead.from_config(cfg, shapes)),
+            head=FCOSHead(cfg, shapes),
             in_features=fcos.IN_FEATURES,
             strides=fcos.FPN_STRIDES,
             num_classes=fcos.NUM_CLASSES,
@@ -129,37 +121,39 @@ class FCOS(nn.Module):
 
     def forward(
         self,
-        images: ImageList,
+        images,
         features: Dict[str, torch.Tensor],
         gt_instances: Optional[List[Instances]] = None,
-        top_module: Optional[Callable] = None,
-    ):
+        nms_backend: str = "torchvision",
+    ) -> FCOSOutput:
         features = [features[f] for f in self.in_features]
-        locations = compute_locations(features, self.strides)
-        sparse = top_module is not None and self.sparse_top_module and supports_conv_at_locations(top_module)
-        outputs = self.fcos_head(features, None if sparse else top_module)
-        if sparse:
-            towers = outputs["box_towers"]
-            outputs["top_feat_fn"] = lambda levels, images, cells: conv_at_locations(
-                top_module, towers, levels, images, cells)
+        head = self.fcos_head(features)
+        output = FCOSOutput(box_towers=head["box_towers"])
         if self.training:
             if gt_instances is None:
                 raise ValueError("FCOS in training mode needs gt_instances")
-            return self.losses(locations, outputs, gt_instances)
-        return self.predict(locations, outputs, images.image_sizes), {}
+            output.positives, output.losses, output.loss_denorm = self.losses(
+                compute_locations(features, self.strides), head, gt_instances)
+        else:
+            output.detections = self.detect(head, nms_backend)
+        return output
 
-    def predict(self, locations, outputs, image_sizes) -> List[Instances]:
-        return predict_instances(
-            locations, outputs["logits"], outputs["reg"], outputs["ctrness"], outputs["top_feats"],
-            image_sizes,
-            strides=self.strides,
-            thresh=self.inference_thresh[self.training],
-            pre_nms_topk=self.pre_nms_topk[self.training],
-            post_nms_topk=self.post_nms_topk[self.training],
-            nms_thresh=self.nms_thresh,
-            thresh_with_ctr=self.thresh_with_ctr,
-            top_feat_fn=outputs.get("top_feat_fn"),
-        )
+    def detect(self, head: Dict[str, List[torch.Tensor]], nms_backend: str = "torchvision"):
+        """Head outputs of a batch -> one detections dict per image (see ``detect_single_image``)."""
+        return [
+            detect_single_image(
+                [x[i] for x in head["logits"]], [x[i] for x in head["reg"]], [x[i] for x in head["ctrness"]],
+                strides=self.strides,
+                thresh=self.inference_thresh[self.training],
+                pre_nms_topk=self.pre_nms_topk[self.training],
+                post_nms_topk=self.post_nms_topk[self.training],
+                nms_thresh=self.nms_thresh,
+                thresh_with_ctr=self.thresh_with_ctr,
+                num_classes=self.num_classes,
+                nms_backend=nms_backend,
+            )
+            for i in range(head["logits"][0].shape[0])
+        ]
 
     def get_ground_truth(self, locations: List[torch.Tensor], gt_instances: List[Instances]):
         """Targets for all locations, flattened in the order level, image, location.
@@ -203,11 +197,12 @@ class FCOS(nn.Module):
                                    for i in range(len(per_image))])
         return flat
 
-    def losses(self, locations, outputs, gt_instances):
+    def losses(self, locations, head, gt_instances):
+        """(positives, losses, loss_denorm) of a training batch."""
         targets = self.get_ground_truth(locations, gt_instances)
-        logits = _flatten_levels(outputs["logits"])
-        reg_pred = _flatten_levels(outputs["reg"])
-        ctrness_pred = _flatten_levels(outputs["ctrness"]).reshape(-1)
+        logits = _flatten_levels(head["logits"])
+        reg_pred = _flatten_levels(head["reg"])
+        ctrness_pred = _flatten_levels(head["ctrness"]).reshape(-1)
         labels = targets["labels"]
         pos_inds = torch.nonzero(labels != self.num_classes).squeeze(1)
         reg_targets = targets["reg_targets"][pos_inds]
@@ -219,15 +214,11 @@ class FCOS(nn.Module):
             gamma=self.focal_loss_gamma, loc_loss_type=self.loc_loss_type,
             cls_weight=self.loss_weight_cls,
         )
-        positives = Instances((0, 0))
-        positives.pos_inds = pos_inds
-        positives.gt_inds = targets["gt_inds"][pos_inds]
-        positives.gt_ctrs = ctrness_targets
-        positives.fpn_levels = targets["fpn_levels"][pos_inds]
-        positives.labels = labels[pos_inds]
-        if "top_feat_fn" in outputs:
-            positives.top_feats = outputs["top_feat_fn"](
-                positives.fpn_levels, targets["im_inds"][pos_inds], targets["cell_inds"][pos_inds])
-        elif outputs["top_feats"]:
-            positives.top_feats = _flatten_levels(outputs["top_feats"])[pos_inds]
-        return {"instances": positives, "loss_denorm": loss_denorm}, losses
+        positives = Positives(
+            locations=Locations(targets["fpn_levels"][pos_inds], targets["im_inds"][pos_inds],
+                                targets["cell_inds"][pos_inds]),
+            gt_inds=targets["gt_inds"][pos_inds],
+            gt_ctrs=ctrness_targets,
+            labels=labels[pos_inds],
+        )
+        return positives, losses, loss_denorm

@@ -1,9 +1,10 @@
 """The FCOS head: towers and predictors shared across FPN levels."""
 
 import math
-from typing import Callable, Dict, List, Optional
+from typing import Dict, List
 
 import torch
+from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from torch import nn
 from torch.nn import functional as F
@@ -43,9 +44,11 @@ class FCOSHead(nn.Module):
 
     Inputs: a list of L feature maps (N, C, H_l, W_l). Outputs per level: class logits
     (N, num_classes, H_l, W_l), box regression l,t,r,b in stride units (N, 4, H_l, W_l, >= 0),
-    centerness logits (N, 1, H_l, W_l) and, with a ``top_module``, its output on the box tower.
+    centerness logits (N, 1, H_l, W_l) and the box tower itself (N, C, H_l, W_l), from which heads
+    built on FCOS read features at chosen locations.
     """
 
+    @configurable
     def __init__(
         self,
         input_shape: List[ShapeSpec],
@@ -102,10 +105,9 @@ class FCOSHead(nn.Module):
             prior_prob=fcos.PRIOR_PROB,
         )
 
-    def forward(self, features: List[torch.Tensor], top_module: Optional[Callable] = None):
-        """Returns dict of per-level lists: "logits", "reg", "ctrness", "box_towers" and "top_feats"
-        (empty without ``top_module``)."""
-        out = {"logits": [], "reg": [], "ctrness": [], "top_feats": [], "box_towers": []}
+    def forward(self, features: List[torch.Tensor]) -> Dict[str, List[torch.Tensor]]:
+        """Returns a dict of per-level lists: "logits", "reg", "ctrness", "box_towers"."""
+        out = {"logits": [], "reg": [], "ctrness": [], "box_towers": []}
         for level, feature in enumerate(features):
             feature = self.share_tower(feature, level)
             cls_tower = self.cls_tower(feature, level)
@@ -117,6 +119,4 @@ class FCOSHead(nn.Module):
             if self.scales is not None:
                 reg = self.scales[level](reg)
             out["reg"].append(F.relu(reg) if self.use_relu else torch.exp(reg))
-            if top_module is not None:
-                out["top_feats"].append(top_module(bbox_tower))
         return out

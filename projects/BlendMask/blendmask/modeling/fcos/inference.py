@@ -1,102 +1,66 @@
-"""FCOS inference: threshold, per-level top-k, decode boxes, class-aware NMS, top-k over levels."""
+"""FCOS inference, trace-safe: threshold, per-level top-k, decode boxes, class-aware NMS, top-k.
 
-from typing import Callable, List, Optional, Sequence, Tuple
+The eager model and its ONNX/TorchScript exports run this same code; no Python number depends on
+the image or the detections (fixed-size top-k with padding, sizes read from tensor shapes).
+"""
+
+from typing import Dict, List, Sequence
 
 import torch
-from detectron2.layers import batched_nms
-from detectron2.structures import Boxes, Instances
+
+from ...inference import class_aware_nms, top_k_with_ties
 
 
-def _candidates_single_level(
-    locations, logits, reg, ctrness, top_feat, *, stride, thresh, pre_nms_topk, thresh_with_ctr
-):
-    """Candidates of one image on one level.
+def level_candidates(logits, reg, ctrness, stride: int, *, thresh: float, pre_nms_topk: int,
+                     thresh_with_ctr: bool) -> Dict[str, torch.Tensor]:
+    """The best ``pre_nms_topk`` (location, class) pairs of one image on one level.
 
-    locations (HW, 2); logits (C, H, W); reg (4, H, W) in stride units; ctrness (1, H, W);
-    top_feat (D, H, W) or None. Returns a dict of per-candidate tensors.
+    logits (C, H, W); reg (4, H, W) l, t, r, b in stride units; ctrness (1, H, W). A pair is a
+    candidate when sigmoid(cls) (times sigmoid(ctr) with ``thresh_with_ctr``) exceeds ``thresh``;
+    its score is sqrt(sigmoid(cls) * sigmoid(ctr)). Returns "boxes" (K, 4), "scores", "classes",
+    "cells" (row-major index in the level) and "valid" (K,) with K = ``pre_nms_topk`` always;
+    rows that are not candidates have ``valid`` False.
     """
-    num_classes = logits.shape[0]
-    cls_prob = logits.reshape(num_classes, -1).t().sigmoid()  # (HW, C)
-    ctr_prob = ctrness.reshape(-1).sigmoid()
-    if thresh_with_ctr:
-        cls_prob = cls_prob * ctr_prob[:, None]
-    candidate_mask = cls_prob > thresh
-    if not thresh_with_ctr:
-        cls_prob = cls_prob * ctr_prob[:, None]
-    scores = cls_prob[candidate_mask]
-    loc_idx, classes = candidate_mask.nonzero(as_tuple=True)
-    if scores.numel() > pre_nms_topk:
-        scores, keep = scores.topk(pre_nms_topk, sorted=False)
-        loc_idx, classes = loc_idx[keep], classes[keep]
-    per_loc_reg = reg.reshape(4, -1).t()[loc_idx] * stride
-    locs = locations[loc_idx]
-    boxes = torch.stack(
-        (locs[:, 0] - per_loc_reg[:, 0], locs[:, 1] - per_loc_reg[:, 1],
-         locs[:, 0] + per_loc_reg[:, 2], locs[:, 1] + per_loc_reg[:, 3]),
-        dim=1,
-    )
-    out = {"boxes": boxes, "scores": torch.sqrt(scores), "classes": classes, "locations": locs, "loc_idx": loc_idx}
-    if top_feat is not None:
-        out["top_feat"] = top_feat.reshape(top_feat.shape[0], -1).t()[loc_idx]
-    return out
+    num_classes, width = logits.shape[0], logits.shape[2]
+    cls_prob = logits.flatten(1).t().sigmoid()  # (HW, C)
+    prob = cls_prob * ctrness.flatten(1).t().sigmoid()
+    candidate = (prob if thresh_with_ctr else cls_prob) > thresh
+    key = prob.masked_fill(~candidate, -1.0).flatten()
+    k = int(pre_nms_topk)
+    # padded so that topk is valid on small levels; padding never passes as a candidate
+    top, flat = torch.cat([key, key.new_full((k,), -1.0)]).topk(k)
+    valid = top > -0.5
+    flat = torch.where(valid, flat, torch.zeros_like(flat))
+    cells = torch.div(flat, num_classes, rounding_mode="floor")
+    classes = flat - cells * num_classes
+    x = ((cells % width) * stride + stride // 2).to(reg.dtype)
+    y = (torch.div(cells, width, rounding_mode="floor") * stride + stride // 2).to(reg.dtype)
+    ltrb = reg.flatten(1).t()[cells] * stride
+    boxes = torch.stack((x - ltrb[:, 0], y - ltrb[:, 1], x + ltrb[:, 2], y + ltrb[:, 3]), dim=1)
+    scores = torch.sqrt(prob.flatten()[flat])
+    return {"boxes": boxes, "scores": scores, "classes": classes, "cells": cells, "valid": valid}
 
 
-def keep_top_k_with_ties(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices of scores >= the k-th largest score (ties at the cut may keep more than k)."""
-    if k <= 0 or len(scores) <= k:
-        return torch.arange(len(scores), device=scores.device)
-    threshold = torch.kthvalue(scores.cpu(), len(scores) - k + 1).values.item()
-    return torch.nonzero(scores >= threshold).squeeze(1)
+def detect_single_image(
+    logits: List[torch.Tensor], reg: List[torch.Tensor], ctrness: List[torch.Tensor], *,
+    strides: Sequence[int], thresh: float, pre_nms_topk: int, post_nms_topk: int, nms_thresh: float,
+    thresh_with_ctr: bool, num_classes: int, nms_backend: str = "torchvision",
+) -> Dict[str, torch.Tensor]:
+    """Per-level head outputs of one image ((C, H_l, W_l) each) -> its detections.
 
-
-def predict_instances(
-    locations: List[torch.Tensor],
-    logits: List[torch.Tensor],
-    reg: List[torch.Tensor],
-    ctrness: List[torch.Tensor],
-    top_feats: Optional[List[torch.Tensor]],
-    image_sizes: List[Tuple[int, int]],
-    *,
-    strides: Sequence[int],
-    thresh: float,
-    pre_nms_topk: int,
-    post_nms_topk: int,
-    nms_thresh: float,
-    thresh_with_ctr: bool,
-    top_feat_fn: Optional[Callable] = None,
-) -> List[Instances]:
-    """Per-level outputs (N, ., H_l, W_l) -> one ``Instances`` per image.
-
-    Fields: pred_boxes (unclipped, input-image pixels), scores = sqrt(cls * ctr), pred_classes,
-    locations, fpn_levels and top_feat (n, D): read from ``top_feats`` (dense per-level maps) or,
-    for the kept detections only, computed by ``top_feat_fn(levels, images, cell_indices)``.
+    Returns "boxes" (n, 4) unclipped XYXY in input pixels, "scores", "classes", "levels", "cells",
+    by decreasing score: candidates of every level, NMS within each class, then the best
+    ``post_nms_topk`` (ties at the cut kept).
     """
-    results = []
-    for i, image_size in enumerate(image_sizes):
-        per_level = []
-        for level, stride in enumerate(strides):
-            cands = _candidates_single_level(
-                locations[level], logits[level][i], reg[level][i], ctrness[level][i],
-                top_feats[level][i] if top_feats else None,
-                stride=stride, thresh=thresh, pre_nms_topk=pre_nms_topk,
-                thresh_with_ctr=thresh_with_ctr,
-            )
-            cands["fpn_levels"] = torch.full_like(cands["classes"], level)
-            per_level.append(cands)
-        merged = {k: torch.cat([c[k] for c in per_level]) for k in per_level[0]}
-        keep = batched_nms(merged["boxes"], merged["scores"], merged["classes"], nms_thresh)
-        merged = {k: v[keep] for k, v in merged.items()}
-        keep = keep_top_k_with_ties(merged["scores"], post_nms_topk)
-        merged = {k: v[keep] for k, v in merged.items()}
-        loc_idx = merged.pop("loc_idx")
-        if top_feat_fn is not None:
-            merged["top_feat"] = top_feat_fn(merged["fpn_levels"], torch.full_like(loc_idx, i), loc_idx)
-
-        instances = Instances(image_size)
-        instances.pred_boxes = Boxes(merged.pop("boxes"))
-        instances.scores = merged.pop("scores")
-        instances.pred_classes = merged.pop("classes")
-        for name, value in merged.items():
-            instances.set(name, value)
-        results.append(instances)
-    return results
+    per_level = []
+    for level, stride in enumerate(strides):
+        cands = level_candidates(logits[level], reg[level], ctrness[level], stride, thresh=thresh,
+                                 pre_nms_topk=pre_nms_topk, thresh_with_ctr=thresh_with_ctr)
+        cands["levels"] = torch.full_like(cands["cells"], level)
+        per_level.append(cands)
+    keep = torch.nonzero(torch.cat([c.pop("valid") for c in per_level])).squeeze(1)
+    merged = {key: torch.cat([c[key] for c in per_level])[keep] for key in per_level[0]}
+    keep = class_aware_nms(merged["boxes"], merged["scores"], merged["classes"], nms_thresh, num_classes,
+                           nms_backend)
+    keep = keep[top_k_with_ties(merged["scores"][keep], post_nms_topk)]
+    return {key: value[keep] for key, value in merged.items()}

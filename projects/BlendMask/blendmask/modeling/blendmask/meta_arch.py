@@ -5,21 +5,26 @@ from typing import Dict, List
 import torch
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY
+from detectron2.structures import ImageList
 from torch import nn
 
-from .basis_module import build_basis_module, semantic_targets_from_instances
+from ..fcos import FCOSOutput
+from ..layers import syncbn_to_bn_for_single_process
+from ..one_stage_detector import OneStageDetector
+from .attention import AttentionConv
+from .basis_module import build_basis_module
 from .blender import Blender
-from .layers import syncbn_to_bn_for_single_process
-from .one_stage_detector import OneStageDetector
+from .semantic_targets import semantic_targets_from_instances
 
 
 @META_ARCH_REGISTRY.register()
 class BlendMask(OneStageDetector):
     """BlendMask (Chen et al., CVPR 2020).
 
-    The FCOS box tower also predicts, through ``top_layer`` (a 3x3 conv with K*M*M outputs), an
-    attention for every location; the basis module predicts K bases at stride 4; the blender
-    merges the bases pooled in each box with that box's attention into an R x R mask.
+    ``top_layer`` (:class:`AttentionConv`, a 3x3 conv with K*M*M outputs on FCOS's box tower)
+    predicts an attention for each location FCOS keeps; the basis module predicts K bases at
+    stride 4; the blender merges the bases pooled in each box with that box's attention into an
+    R x R mask.
 
     Inference returns [{"instances": Instances}] with pred_boxes, scores, pred_classes and
     pred_masks (n, H, W) bool at each input's height/width. Training returns the loss dict:
@@ -28,7 +33,7 @@ class BlendMask(OneStageDetector):
     """
 
     @configurable
-    def __init__(self, *, basis_module: nn.Module, blender: Blender, top_layer: nn.Module, **kwargs):
+    def __init__(self, *, basis_module: nn.Module, blender: Blender, top_layer: AttentionConv, **kwargs):
         super().__init__(**kwargs)
         self.basis_module = basis_module
         self.blender = blender
@@ -44,36 +49,35 @@ class BlendMask(OneStageDetector):
                 f"({fcos.NUM_CLASSES}); set both at once with blendmask.data.set_num_classes(cfg, n)"
             )
         args = super().from_config(cfg)
-        blender = Blender(cfg)
-        top_layer = nn.Conv2d(cfg.MODEL.FPN.OUT_CHANNELS, blender.attn_len, kernel_size=3, padding=1)
-        nn.init.normal_(top_layer.weight, std=0.01)
-        nn.init.zeros_(top_layer.bias)
         args.update(
             basis_module=build_basis_module(cfg, args["backbone"].output_shape()),
-            blender=blender,
-            top_layer=top_layer,
+            blender=Blender(cfg),
+            top_layer=AttentionConv(
+                cfg.MODEL.FPN.OUT_CHANNELS, basis.NUM_BASES, cfg.MODEL.BLENDMASK.ATTN_SIZE,
+                sparse=cfg.MODEL.BLENDMASK.SPARSE_ATTENTION,
+            ),
         )
         return args
 
-    def forward(self, batched_inputs: List[Dict]):
-        images = self.preprocess_image(batched_inputs)
-        features = self.backbone(self.backbone_input(images))
-        if not self.training:
-            bases, _ = self.basis_module(features)
-            detections, _ = self.proposal_generator(images, features, None, self.top_layer)
-            detections = self.blender(bases["bases"], detections)
-            return self.postprocess(detections, batched_inputs, images.image_sizes)
+    def add_masks(self, features: Dict[str, torch.Tensor], fcos: FCOSOutput) -> List[Dict[str, torch.Tensor]]:
+        bases = self.basis_module(features)[0]["bases"]
+        attns = self.top_layer.at_locations(fcos.box_towers, fcos.detection_locations())
+        probs = self.blender.mask_probs(bases, [d["boxes"] for d in fcos.detections], attns)
+        if len(fcos.detections) == 1:  # a single image (always, when exported): no data-dependent split
+            return [dict(fcos.detections[0], mask_probs=probs)]
+        counts = [len(d["boxes"]) for d in fcos.detections]
+        return [dict(det, mask_probs=p) for det, p in zip(fcos.detections, probs.split(counts))]
 
+    def losses(self, batched_inputs, images: ImageList, features) -> Dict[str, torch.Tensor]:
         gt_instances = self.gt_instances(batched_inputs)
         sem_targets = None
         if getattr(self.basis_module, "loss_on", False):
             sem_targets = self.semantic_targets(batched_inputs, gt_instances, images)
         bases, losses = self.basis_module(features, sem_targets)
-        extras, fcos_losses = self.proposal_generator(images, features, gt_instances, self.top_layer)
-        losses.update(fcos_losses)
-        losses.update(
-            self.blender(bases["bases"], extras["instances"], gt_instances, extras["loss_denorm"])
-        )
+        fcos = self.proposal_generator(images, features, gt_instances)
+        losses.update(fcos.losses)
+        attns = self.top_layer.at_locations(fcos.box_towers, fcos.positives.locations)
+        losses.update(self.blender.losses(bases["bases"], attns, fcos.positives, gt_instances, fcos.loss_denorm))
         return losses
 
     def semantic_targets(self, batched_inputs, gt_instances, images) -> torch.Tensor:

@@ -6,9 +6,11 @@ import torch
 from detectron2.config import configurable
 from detectron2.layers import cat
 from detectron2.modeling.poolers import ROIPooler
-from detectron2.structures import Instances
+from detectron2.structures import Boxes, Instances
 from torch import nn
 from torch.nn import functional as F
+
+from ..fcos.outputs import Positives
 
 
 def blend(rois: torch.Tensor, attns: torch.Tensor, attn_size: int, interp: str = "bilinear"):
@@ -25,11 +27,11 @@ def blend(rois: torch.Tensor, attns: torch.Tensor, attn_size: int, interp: str =
 
 
 class Blender(nn.Module):
-    """Pool bases inside boxes with detectron2's ROIPooler and blend them with attentions.
+    """Pool bases inside boxes and blend them with attentions into R x R masks.
 
-    Training: ``forward(bases, positives, gt_instances, loss_denorm)`` -> {"loss_mask"}.
-    Inference: ``forward(bases, detections)`` sets ``pred_masks`` (n, 1, R, R) probabilities on
-    each image's ``Instances`` (which must carry ``top_feat``) and returns them.
+    ``mask_probs(bases, boxes, attns)`` (inference, eager and export alike) -> (n, R, R)
+    probabilities; ``losses(bases, attns, positives, gt_instances, loss_denorm)`` (training) ->
+    {"loss_mask"}.
     """
 
     @configurable
@@ -78,37 +80,32 @@ class Blender(nn.Module):
         """Channels of the attention ("top layer") output: K * M * M."""
         return self.num_bases * self.attn_size * self.attn_size
 
-    def forward(self, bases: List[torch.Tensor], proposals, gt_instances=None, loss_denorm=None):
-        if self.training:
-            return self.losses(bases, proposals, gt_instances, loss_denorm)
-        return self.predict(bases, proposals)
-
-    def predict(self, bases: List[torch.Tensor], detections: List[Instances]) -> List[Instances]:
-        if sum(len(d) for d in detections) == 0:
-            for d in detections:
-                d.pred_masks = bases[0].new_zeros((0, 1, self.resolution, self.resolution))
-            return detections
-        rois = self.pooler(bases, [d.pred_boxes for d in detections])
-        attns = cat([d.top_feat for d in detections])
-        probs = blend(rois, attns, self.attn_size, self.top_interp).sigmoid()[:, None]
-        for d, p in zip(detections, probs.split([len(d) for d in detections])):
-            d.pred_masks = p
-        return detections
+    def mask_probs(self, bases: List[torch.Tensor], boxes: List[torch.Tensor], attns: torch.Tensor) -> torch.Tensor:
+        """(n, R, R) mask probabilities for the boxes of every image (unclipped XYXY, input pixels,
+        images concatenated in order) and their attentions (n, K*M*M)."""
+        if len(self.pooler.level_poolers) == 1:
+            # the RoIAlign itself, with a trace-safe batch-index column
+            rois = torch.cat([torch.cat([torch.full_like(b[:, :1], i), b], dim=1) for i, b in enumerate(boxes)])
+            pooled = self.pooler.level_poolers[0](bases[0], rois)
+        else:
+            pooled = self.pooler(bases, [Boxes(b) for b in boxes])
+        return blend(pooled, attns, self.attn_size, self.top_interp).sigmoid()
 
     def losses(
-        self, bases, positives: Instances, gt_instances: List[Instances], loss_denorm: float
+        self, bases, attns: torch.Tensor, positives: Positives, gt_instances: List[Instances], loss_denorm: float
     ) -> Dict[str, torch.Tensor]:
         """BCE per positive location against its ground-truth mask, weighted by centerness.
 
-        ``positives`` has ``top_feats`` (F, K*M*M), ``gt_inds`` (F,) into the concatenated
-        ``gt_instances`` and ``gt_ctrs`` (F,). The sum is divided by ``loss_denorm``.
+        ``attns`` (P, K*M*M) are the positives' attentions; ``positives.gt_inds`` (P,) index the
+        concatenated ``gt_instances``, ``positives.gt_ctrs`` (P,) weight each term. The sum is
+        divided by ``loss_denorm``.
         """
         if len(positives) == 0:
-            zero = bases[0].sum() * 0 + positives.top_feats.sum() * 0
+            zero = bases[0].sum() * 0 + attns.sum() * 0
             return {"loss_mask": zero}
         gt_inds = positives.gt_inds
         rois = self.pooler(bases, [g.gt_boxes for g in gt_instances])[gt_inds]
-        logits = blend(rois, positives.top_feats, self.attn_size, self.top_interp)
+        logits = blend(rois, attns, self.attn_size, self.top_interp)
         targets = cat([
             g.gt_masks.crop_and_resize(g.gt_boxes.tensor, self.resolution).to(logits.device)
             for g in gt_instances if len(g) > 0
@@ -118,4 +115,3 @@ class Blender(nn.Module):
         )
         loss = (per_pixel.mean(dim=1) * positives.gt_ctrs).sum() / loss_denorm
         return {"loss_mask": loss * self.loss_weight}
-
