@@ -9,9 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
-from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances, PolygonMasks, pairwise_iou
 
 from blendmask import add_blendmask_config
@@ -45,20 +43,21 @@ FIXTURES = {
 }
 
 
-def fixture_cfg(name):
+def fixture_cfg(name, opts=()):
     fixture = FIXTURES[name]
     cfg = add_blendmask_config(get_cfg())
     cfg.merge_from_file(str(reference_file(fixture.config)))
     cfg.MODEL.WEIGHTS = str(reference_file(fixture.weights))
+    cfg.merge_from_list(list(opts))
     return cfg
 
 
-def load_fixture_model(name):
-    """Our model built from the fixture's slim config, weights loaded through MODEL.WEIGHTS."""
-    cfg = fixture_cfg(name)
-    model = build_model(cfg)
-    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-    return model.eval()
+def load_fixture_model(name, opts=()):
+    """Our model built from the fixture's slim config (+ ``opts``), weights loaded through MODEL.WEIGHTS
+    as a user would (``blendmask.build_model_and_load``)."""
+    from blendmask import build_model_and_load
+
+    return build_model_and_load(fixture_cfg(name, opts))
 
 
 def run_with_intermediates(model, image_chw_u8, height, width):

@@ -73,6 +73,9 @@ def test_exported_matches_eager(fixture_setup, exported):
         assert report["max_score_diff"] <= SCORE_ATOL, where
         assert report["max_mask_prob_diff"] <= MASK_PROB_ATOL, where
         assert report.get("unexplained_mask_pixels", 0) == 0, where
+        if backend == "torchscript":  # the same inference code as eager, traced: bit for bit
+            assert report["max_box_diff"] == report["max_score_diff"] == report["max_mask_prob_diff"] == 0, where
+            assert report["mask_pixels_differing"] == 0, where
 
 
 def test_exported_output_spec(fixture_setup, exported):

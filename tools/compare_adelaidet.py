@@ -7,7 +7,7 @@ For each fixture and image: detection counts, the largest box and score differen
 pixels and the smallest mask IoU (detections matched tie-tolerantly); then each training loss's
 relative difference. The test suite checks the same quantities against tolerances. ``--nchw``
 runs inference in AdelaiDet's NCHW memory format instead of our default channels-last on CPU
-(``cpu_channels_last``), which moves results by float rounding only.
+(``TEST.CHANNELS_LAST_ON_CPU False``), which moves results by float rounding only.
 """
 
 import argparse
@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reference-dir", default=str(REPO.parent / "shared" / "reference" / "adelaidet"))
-    parser.add_argument("--nchw", action="store_true", help="set cpu_channels_last=False")
+    parser.add_argument("--nchw", action="store_true", help="TEST.CHANNELS_LAST_ON_CPU False")
     args = parser.parse_args(argv)
     os.environ["BLENDMASK_REFERENCE_DIR"] = args.reference_dir
     sys.path.insert(0, str(REPO / "tests"))
@@ -40,8 +40,7 @@ def main(argv=None):
 
     torch.set_num_threads(2)
     for name, fixture in FIXTURES.items():
-        model = load_fixture_model(name)
-        model.cpu_channels_last = not args.nchw
+        model = load_fixture_model(name, ["TEST.CHANNELS_LAST_ON_CPU", not args.nchw])
         ref = np.load(reference_file(fixture.outputs))
         for i in range(3):
             h, w = (int(v) for v in ref[f"img{i}_orig_hw"])
