@@ -11,6 +11,17 @@ from .build import build_model_and_load
 _FORMATS = ("BGR", "RGB")
 
 
+def test_resize(cfg) -> T.ResizeShortestEdge:
+    """The test-time resize of ``cfg``: ``ResizeShortestEdge(MIN_SIZE_TEST, MAX_SIZE_TEST)``."""
+    return T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
+
+
+def resized_chw(image: np.ndarray, resize: T.ResizeShortestEdge) -> torch.Tensor:
+    """An (H, W, 3) uint8 image resized for the model: (3, h, w) float32, channels kept in order."""
+    resized = resize.get_transform(image).apply_image(image)
+    return torch.from_numpy(np.ascontiguousarray(resized.transpose(2, 0, 1), dtype=np.float32))
+
+
 class Predictor:
     """The model ``cfg`` describes, with weights from ``weights`` (default ``cfg.MODEL.WEIGHTS``)
     loaded by :func:`build_model_and_load`: a checkpoint that needs pickled code is refused.
@@ -37,7 +48,7 @@ class Predictor:
                 raise ValueError(f"{name} is {value!r}; Predictor handles {' and '.join(_FORMATS)} images")
         self.caller_format = input_format
         self.model = build_model_and_load(self.cfg, weights)
-        self.resize = T.ResizeShortestEdge([self.cfg.INPUT.MIN_SIZE_TEST] * 2, self.cfg.INPUT.MAX_SIZE_TEST)
+        self.resize = test_resize(self.cfg)
 
     def __call__(self, image: np.ndarray) -> Dict[str, object]:
         """``{"instances": Instances}`` predicted for an (H, W, 3) uint8 image (see the class doc)."""
@@ -46,7 +57,6 @@ class Predictor:
         if self.caller_format != self.input_format:
             image = image[:, :, ::-1]
         height, width = image.shape[:2]
-        resized = self.resize.get_transform(image).apply_image(image)
-        tensor = torch.from_numpy(np.ascontiguousarray(resized.transpose(2, 0, 1), dtype=np.float32))
+        tensor = resized_chw(image, self.resize)
         with torch.no_grad():
             return self.model([{"image": tensor, "height": height, "width": width}])[0]

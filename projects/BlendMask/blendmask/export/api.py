@@ -40,11 +40,9 @@ def read_image(path: Union[str, Path], cfg) -> Tuple[torch.Tensor, torch.Tensor]
 
 def prepare_image(original_hwc: np.ndarray, cfg) -> Tuple[torch.Tensor, torch.Tensor]:
     """(H0, W0, 3) uint8 array already in ``INPUT.FORMAT`` -> (image, output_size), see :func:`read_image`."""
-    from detectron2.data import transforms as T
+    from ..engine.predictor import resized_chw, test_resize
 
-    resize = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
-    resized = resize.get_transform(original_hwc).apply_image(original_hwc)
-    image = torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1)), dtype=torch.float32)[None]
+    image = resized_chw(original_hwc, test_resize(cfg))[None]
     return image, torch.tensor(original_hwc.shape[:2], dtype=torch.int64)
 
 
