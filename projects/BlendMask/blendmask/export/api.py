@@ -124,7 +124,7 @@ def run_onnx(session, image: torch.Tensor, output_size: torch.Tensor):
 def io_spec(module: ExportableBlendMask, cfg) -> Dict:
     """A JSON-able description of the exported graph's inputs, outputs and pre-processing."""
     model, fcos = module.model, module.model.proposal_generator
-    r = model.blender.resolution if module.has_masks else 0
+    r = model.mask_resolution if module.has_masks else 0
     return {
         "inputs": {
             "image": f"float32 (1, 3, H, W), raw 0..255 pixels in {cfg.INPUT.FORMAT} order, resized so the "

@@ -33,6 +33,10 @@ def _traced_length(line: torch.Tensor) -> torch.Tensor:
 class ExportableBlendMask(nn.Module):
     """Single-image inference of a BlendMask (or FCOS-only) model, as one traceable graph.
 
+    Any model with ``normalize``, ``backbone`` (with ``size_divisibility``), ``backbone_input``,
+    ``inference(features, image_sizes, output_sizes, backend)`` and ``mask_on`` exports through it
+    (see ``OneStageDetector``).
+
     Inputs:
       - ``image`` (1, 3, H, W) float32: raw pixels (0..255) in the config's ``INPUT.FORMAT``,
         already resized to the test size (``ResizeShortestEdge(MIN_SIZE_TEST, MAX_SIZE_TEST)``, as
@@ -50,7 +54,7 @@ class ExportableBlendMask(nn.Module):
     def __init__(self, model: nn.Module, paste_masks: bool = True):
         super().__init__()
         self.model = model
-        self.has_masks = hasattr(model, "blender")
+        self.has_masks = bool(getattr(model, "mask_on", False))
         self.paste_masks = paste_masks and self.has_masks
         self.for_onnx = False  # set by export_onnx
 

@@ -40,6 +40,8 @@ class OneStageDetector(nn.Module):
     the boxes (bit-equal to detectron2's paste).
     """
 
+    mask_on = False  # whether add_masks adds "mask_probs" (n, R, R), R = mask_resolution
+
     @configurable
     def __init__(self, *, backbone, proposal_generator, pixel_mean, pixel_std, channels_last_on_cpu: bool = True,
                  lazy_paste: bool = True):

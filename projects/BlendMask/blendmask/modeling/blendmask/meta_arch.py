@@ -32,6 +32,8 @@ class BlendMask(OneStageDetector):
     semantic targets are built from the instances' gt_masks, or read from "basis_sem").
     """
 
+    mask_on = True
+
     @configurable
     def __init__(self, *, basis_module: nn.Module, blender: Blender, top_layer: AttentionConv, **kwargs):
         super().__init__(**kwargs)
@@ -58,6 +60,10 @@ class BlendMask(OneStageDetector):
             ),
         )
         return args
+
+    @property
+    def mask_resolution(self) -> int:
+        return self.blender.resolution
 
     def add_masks(self, features: Dict[str, torch.Tensor], fcos: FCOSOutput) -> List[Dict[str, torch.Tensor]]:
         bases = self.basis_module(features)[0]["bases"]
