@@ -10,6 +10,7 @@ from detectron2.structures import Boxes, ImageList, Instances
 from torch import nn
 
 from ..checkpoint import convert_on_load
+from ..config.ignored import warn_ignored_keys
 from ..inference import EAGER, InferenceBackend, postprocess_detections
 from .fcos import FCOSOutput
 from .layers import syncbn_to_bn_for_single_process
@@ -57,6 +58,7 @@ class OneStageDetector(nn.Module):
 
     @classmethod
     def from_config(cls, cfg):
+        warn_ignored_keys(cfg)  # also for configs not read through blendmask.load_config
         backbone = build_backbone(cfg)
         return dict(
             backbone=backbone,
