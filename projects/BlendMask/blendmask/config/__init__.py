@@ -2,6 +2,7 @@
 
 - ``fcos.py``       ``add_fcos_config``: ``MODEL.FCOS.*``, the FCOS backbone keys, FCOS-level ``TEST.*``
 - ``blendmask.py``  ``add_blendmask_config``: ``MODEL.BLENDMASK.*``, ``MODEL.BASIS_MODULE.*``
+- ``solov2.py``    ``add_solov2_config``: ``MODEL.SOLOV2.*``
 - ``ignored.py``    AdelaiDet keys accepted but ignored; ``warn_ignored_keys``
 - ``keys.py``       full key names, unknown-key checks for overrides and yaml files (with ``_BASE_``)
 - ``load.py``       ``get_cfg`` and ``load_config``
@@ -12,12 +13,14 @@ from .fcos import add_fcos_config
 from .ignored import IGNORED_KEYS, warn_ignored_keys
 from .keys import UnknownConfigKeyError, all_keys, check_opts_keys, check_yaml_keys
 from .load import get_cfg, load_config
+from .solov2 import add_solov2_config
 
 __all__ = [
     "IGNORED_KEYS",
     "UnknownConfigKeyError",
     "add_blendmask_config",
     "add_fcos_config",
+    "add_solov2_config",
     "all_keys",
     "check_opts_keys",
     "check_yaml_keys",

@@ -7,9 +7,12 @@ argument chooses (:class:`InferenceBackend`).
 
 from .backend import EAGER, ONNX, TORCHSCRIPT, InferenceBackend
 from .locations import Locations, conv_at_locations, gather_patches, supports_conv_at_locations
+from .mask_boxes import boxes_from_masks
+from .matrix_nms import matrix_nms
 from .nms import class_aware_nms
 from .paste import paste_masks, paste_probs_grid, paste_probs_separable
 from .postprocess import postprocess_detections, rescale_and_clip_boxes
+from .resize import resize_mask_probs
 from .topk import top_k_with_ties
 
 __all__ = [
@@ -18,14 +21,17 @@ __all__ = [
     "Locations",
     "ONNX",
     "TORCHSCRIPT",
+    "boxes_from_masks",
     "class_aware_nms",
     "conv_at_locations",
     "gather_patches",
+    "matrix_nms",
     "paste_masks",
     "paste_probs_grid",
     "paste_probs_separable",
     "postprocess_detections",
     "rescale_and_clip_boxes",
+    "resize_mask_probs",
     "supports_conv_at_locations",
     "top_k_with_ties",
 ]

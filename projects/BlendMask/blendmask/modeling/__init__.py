@@ -4,6 +4,7 @@ from .backbone import build_fcos_resnet_fpn_backbone
 from .blendmask import BASIS_MODULE_REGISTRY, AttentionConv, Blender, BlendMask, ProtoNet, blend, build_basis_module
 from .fcos import FCOS, FCOSHead, FCOSOutput, Positives
 from .one_stage_detector import OneStageDetector
+from .solov2 import SOLOv2
 
 __all__ = [
     "AttentionConv",
@@ -16,6 +17,7 @@ __all__ = [
     "OneStageDetector",
     "Positives",
     "ProtoNet",
+    "SOLOv2",
     "blend",
     "build_basis_module",
     "build_fcos_resnet_fpn_backbone",

@@ -42,6 +42,7 @@ class OneStageDetector(nn.Module):
     """
 
     mask_on = False  # whether add_masks adds "mask_probs" (n, R, R), R = mask_resolution
+    num_classes_key = "MODEL.FCOS.NUM_CLASSES"  # the config key of num_classes, for messages
 
     @configurable
     def __init__(self, *, backbone, proposal_generator, pixel_mean, pixel_std, channels_last_on_cpu: bool = True,
@@ -70,6 +71,10 @@ class OneStageDetector(nn.Module):
         )
 
     @property
+    def num_classes(self) -> int:
+        return self.proposal_generator.num_classes
+
+    @property
     def device(self):
         return self.pixel_mean.device
 
@@ -94,12 +99,12 @@ class OneStageDetector(nn.Module):
         if any("instances" not in x for x in batched_inputs):
             raise ValueError("training needs 'instances' in every input dict")
         gt = [x["instances"].to(self.device) for x in batched_inputs]
-        num_classes = self.proposal_generator.num_classes
+        num_classes = self.num_classes
         for inst, x in zip(gt, batched_inputs):
             classes = inst.gt_classes
             if len(classes) and (classes.min() < 0 or classes.max() >= num_classes):
                 raise ValueError(
-                    f"ground-truth class ids must lie in [0, {num_classes}) (MODEL.FCOS.NUM_CLASSES), got "
+                    f"ground-truth class ids must lie in [0, {num_classes}) ({self.num_classes_key}), got "
                     f"{sorted(set(classes.tolist()))} in {x.get('file_name', 'an input')}"
                 )
         return gt

@@ -1,0 +1,75 @@
+"""SOLOv2's instance head: per level, a category grid (S x S x C) and dynamic kernels (S x S x E)."""
+
+import math
+from typing import List, Sequence, Tuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .coords import append_coords
+
+
+def conv_norm_relu_tower(in_channels: int, channels: int, num_convs: int, norm: str) -> nn.Sequential:
+    """num_convs x (3x3 conv, GN(32) when ``norm`` is "GN", ReLU), AdelaiDet's index layout
+    (conv, norm, relu, conv, ...; without a norm: conv, relu, ...)."""
+    layers = []
+    for i in range(num_convs):
+        use_gn = norm == "GN"
+        conv = nn.Conv2d(in_channels if i == 0 else channels, channels, 3, padding=1, bias=not use_gn)
+        layers.append(conv)
+        if use_gn:
+            layers.append(nn.GroupNorm(32, channels))
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+def check_norm(norm: str) -> str:
+    if norm not in ("GN", "", "none"):
+        raise ValueError(f"MODEL.SOLOV2.NORM must be 'GN' or '' (none), got {norm!r}")
+    return norm
+
+
+class SOLOv2InsHead(nn.Module):
+    """``ins_head``: shared over the levels. Each level's feature gets coordinate channels, is
+    resized bilinearly to its S x S grid, then runs the category tower (without the coordinates)
+    and the kernel tower (with them, when ``use_coord_conv``)."""
+
+    def __init__(self, in_channels: int, channels: int, num_classes: int, num_kernels: int,
+                 num_grids: Sequence[int], num_convs: int = 4, norm: str = "GN", prior_prob: float = 0.01,
+                 use_coord_conv: bool = True):
+        super().__init__()
+        norm = check_norm(norm)
+        self.num_grids = list(num_grids)
+        self.use_coord_conv = use_coord_conv
+        self.cate_tower = conv_norm_relu_tower(in_channels, channels, num_convs, norm)
+        kernel_in = in_channels + 2 if use_coord_conv else in_channels
+        self.kernel_tower = conv_norm_relu_tower(kernel_in, channels, num_convs, norm)
+        self.cate_pred = nn.Conv2d(channels, num_classes, 3, padding=1)
+        self.kernel_pred = nn.Conv2d(channels, num_kernels, 3, padding=1)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.normal_(module.weight, std=0.01)
+                if module.bias is not None:
+                    nn.init.constant_(module.bias, 0)
+        nn.init.constant_(self.cate_pred.bias, -math.log((1 - prior_prob) / prior_prob))
+
+    def forward(self, features: List[torch.Tensor]) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+        """Per level: category logits (N, C, S, S) and kernels (N, E, S, S)."""
+        cate_logits, kernels = [], []
+        for x, grid in zip(features, self.num_grids):
+            x = F.interpolate(append_coords(x), size=(grid, grid), mode="bilinear", align_corners=False)
+            kernel_in = x if self.use_coord_conv else x[:, :-2]
+            kernels.append(self.kernel_pred(self.kernel_tower(kernel_in)))
+            cate_logits.append(self.cate_pred(self.cate_tower(x[:, :-2])))
+        return cate_logits, kernels
+
+
+def instance_features(features: List[torch.Tensor]) -> List[torch.Tensor]:
+    """[p2, p3, p4, p5, p6] -> [p2 halved, p3, p4, p5, p6 resized to p5's size] (bilinear)."""
+    first = F.interpolate(features[0], scale_factor=0.5, mode="bilinear", align_corners=False)
+    last = F.interpolate(features[-1], size=features[-2].shape[-2:], mode="bilinear", align_corners=False)
+    return [first, *features[1:-1], last]
+
+
+__all__ = ["SOLOv2InsHead", "instance_features", "conv_norm_relu_tower"]
