@@ -113,10 +113,12 @@ def test_adelaidet_yaml_files_merge_unchanged():
 def test_our_configs_carry_their_bases():
     configs = sorted((REPO_ROOT / "configs").rglob("*.yaml"))
     assert configs, "no configs found"
+    from blendmask import get_cfg as blendmask_get_cfg
+
     for path in configs:
-        cfg = add_blendmask_config(get_cfg())
+        cfg = blendmask_get_cfg()
         cfg.merge_from_file(str(path))
-        assert cfg.MODEL.META_ARCHITECTURE in ("BlendMask", "OneStageDetector"), path
+        assert cfg.MODEL.META_ARCHITECTURE in ("BlendMask", "OneStageDetector", "CenterMask", "SOLOv2"), path
 
 
 # --- get_cfg and the speed-up keys ---------------------------------------------------------------
@@ -134,7 +136,7 @@ def test_get_cfg_has_every_key():
     from blendmask.config import all_keys
 
     cfg = blendmask.get_cfg()
-    assert set(all_keys(cfg)) == set(all_keys(add_blendmask_config(get_cfg())))
+    assert set(all_keys(add_blendmask_config(get_cfg()))) <= set(all_keys(cfg))
     assert set(all_keys(get_cfg())) < set(all_keys(cfg))
     for sub in ("FCOS", "BLENDMASK", "BASIS_MODULE"):
         assert sub in cfg.MODEL, sub
@@ -456,7 +458,7 @@ def test_load_config_accepts_every_shipped_config():
 
     for path in sorted((REPO_ROOT / "configs").rglob("*.yaml")):
         cfg = load_config(path)
-        assert cfg.MODEL.META_ARCHITECTURE in ("BlendMask", "OneStageDetector"), path
+        assert cfg.MODEL.META_ARCHITECTURE in ("BlendMask", "OneStageDetector", "CenterMask", "SOLOv2"), path
 
 
 def test_load_config_accepts_adelaidet_configs():
