@@ -137,6 +137,7 @@ def test_get_cfg_has_every_key():
 
     cfg = blendmask.get_cfg()
     assert set(all_keys(add_blendmask_config(get_cfg()))) <= set(all_keys(cfg))
+    assert set(all_keys(blendmask.add_centermask_config(get_cfg()))) <= set(all_keys(cfg))
     assert set(all_keys(get_cfg())) < set(all_keys(cfg))
     for sub in ("FCOS", "BLENDMASK", "BASIS_MODULE"):
         assert sub in cfg.MODEL, sub
@@ -200,7 +201,6 @@ def test_add_fills_keys_missing_from_an_existing_subtree():
 IGNORED_NON_DEFAULT = {
     "MODEL.BLENDMASK.VISUALIZE": "True",
     "MODEL.BASIS_MODULE.ANN_SET": "cityscapes",
-    "MODEL.FCOS.YIELD_PROPOSAL": "True",
     "MODEL.FCOS.YIELD_BOX_FEATURES": "True",
 }
 
@@ -259,9 +259,9 @@ def test_ignored_keys_quiet_with_defaults(caplog, fresh_warnings):
 
 def test_warn_ignored_keys_callable_by_builders(caplog, fresh_warnings):
     cfg = add_blendmask_config(get_cfg())
-    cfg.MODEL.FCOS.YIELD_PROPOSAL = True
+    cfg.MODEL.FCOS.YIELD_BOX_FEATURES = True
     with caplog.at_level(logging.WARNING):
-        assert fresh_warnings.warn_ignored_keys(cfg) == ["MODEL.FCOS.YIELD_PROPOSAL"]
+        assert fresh_warnings.warn_ignored_keys(cfg) == ["MODEL.FCOS.YIELD_BOX_FEATURES"]
         assert fresh_warnings.warn_ignored_keys(cfg) == []
     assert len(_ignored_warnings(caplog)) == 1
     # a config without our keys (plain detectron2) is fine

@@ -6,7 +6,7 @@ Importing this package registers its components in detectron2's registries:
 """
 
 from . import modeling  # noqa: F401  (registers the components)
-from .config import add_blendmask_config, add_fcos_config, get_cfg, load_config
+from .config import add_blendmask_config, add_centermask_config, add_fcos_config, get_cfg, load_config
 from .engine import Predictor, build_model_and_load  # weights-only checkpoint loading
 from .utils.env import detectron2_has_compiled_ops
 
@@ -14,10 +14,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "add_blendmask_config",
+    "add_centermask_config",
     "add_fcos_config",
     "get_cfg",
     "load_config",
     "detectron2_has_compiled_ops",
     "__version__",
 ]
-__all__ += ["build_model_and_load", "Predictor"]
+from .modeling import register_vovnet_spec  # noqa: E402
+
+__all__ += ["build_model_and_load", "Predictor", "register_vovnet_spec"]

@@ -39,8 +39,9 @@ def _fcos_defaults() -> CN:
     fcos.CENTER_SAMPLE = True
     fcos.POS_RADIUS = 1.5
     fcos.LOC_LOSS_TYPE = "giou"
-    # accepted for AdelaiDet's yaml files, no effect here (a non-default value warns; see ignored.py)
+    # in training, also return FCOS's detections (training thresholds) as proposals for a second stage
     fcos.YIELD_PROPOSAL = False
+    # accepted for AdelaiDet's yaml files, no effect here (a non-default value warns; see ignored.py)
     fcos.YIELD_BOX_FEATURES = False
     return fcos
 

@@ -12,7 +12,6 @@ logger = logging.getLogger(__name__)
 IGNORED_KEYS = {
     "MODEL.BLENDMASK.VISUALIZE": False,  # AdelaiDet's training-time visualisation of the blended masks
     "MODEL.BASIS_MODULE.ANN_SET": "coco",  # AdelaiDet's panoptic annotation set name
-    "MODEL.FCOS.YIELD_PROPOSAL": False,  # AdelaiDet hands FCOS proposals to a second stage
     "MODEL.FCOS.YIELD_BOX_FEATURES": False,  # AdelaiDet hands box-tower features to a second stage
 }
 

@@ -20,6 +20,10 @@ def build_model_and_load(cfg, weights: Optional[str] = None, eval_mode: bool = T
 
     Returns the model in eval mode, or in training mode when ``eval_mode`` is False.
     """
+    from ..config.centermask import resolve_centermask_meta_architecture
+
+    if cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN" and not cfg.is_frozen():
+        resolve_centermask_meta_architecture(cfg)  # centermask2's configs name CenterMask so
     model = build_model(cfg)
     path = weights or cfg.MODEL.WEIGHTS
     if path:

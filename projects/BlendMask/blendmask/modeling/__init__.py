@@ -1,7 +1,8 @@
 """Model components; importing registers them in detectron2's registries."""
 
-from .backbone import build_fcos_resnet_fpn_backbone
+from .backbone import build_fcos_resnet_fpn_backbone, register_vovnet_spec
 from .blendmask import BASIS_MODULE_REGISTRY, AttentionConv, Blender, BlendMask, ProtoNet, blend, build_basis_module
+from .centermask import CenterMask, CenterROIHeads
 from .fcos import FCOS, FCOSHead, FCOSOutput, Positives
 from .one_stage_detector import OneStageDetector
 from .solov2 import SOLOv2
@@ -11,6 +12,8 @@ __all__ = [
     "BASIS_MODULE_REGISTRY",
     "Blender",
     "BlendMask",
+    "CenterMask",
+    "CenterROIHeads",
     "FCOS",
     "FCOSHead",
     "FCOSOutput",
@@ -21,4 +24,5 @@ __all__ = [
     "blend",
     "build_basis_module",
     "build_fcos_resnet_fpn_backbone",
+    "register_vovnet_spec",
 ]

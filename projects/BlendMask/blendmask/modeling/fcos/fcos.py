@@ -57,8 +57,14 @@ class FCOS(nn.Module):
         pre_nms_topk: Dict[bool, int],
         post_nms_topk: Dict[bool, int],
         nms_thresh: float = 0.6,
+        yield_proposals: bool = False,
     ):
-        """``inference_thresh``/``pre_nms_topk``/``post_nms_topk`` map ``training`` -> value."""
+        """``inference_thresh``/``pre_nms_topk``/``post_nms_topk`` map ``training`` -> value.
+
+        ``yield_proposals`` (MODEL.FCOS.YIELD_PROPOSAL): in training, also run detection with the
+        training thresholds and top-k and return it in ``FCOSOutput.detections`` (proposals for a
+        second stage such as CenterMask's ROI heads; the boxes keep their gradients).
+        """
         super().__init__()
         if len(strides) != len(in_features):
             raise ValueError(f"FPN_STRIDES {strides} and IN_FEATURES {in_features} differ in length")
@@ -83,6 +89,7 @@ class FCOS(nn.Module):
         self.pre_nms_topk = pre_nms_topk
         self.post_nms_topk = post_nms_topk
         self.nms_thresh = nms_thresh
+        self.yield_proposals = yield_proposals
 
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
@@ -117,6 +124,7 @@ class FCOS(nn.Module):
             pre_nms_topk={True: fcos.PRE_NMS_TOPK_TRAIN, False: fcos.PRE_NMS_TOPK_TEST},
             post_nms_topk={True: fcos.POST_NMS_TOPK_TRAIN, False: fcos.POST_NMS_TOPK_TEST},
             nms_thresh=fcos.NMS_TH,
+            yield_proposals=fcos.YIELD_PROPOSAL,
         )
 
     def forward(
@@ -134,6 +142,8 @@ class FCOS(nn.Module):
                 raise ValueError("FCOS in training mode needs gt_instances")
             output.positives, output.losses, output.loss_denorm = self.losses(
                 compute_locations(features, self.strides), head, gt_instances)
+            if self.yield_proposals:
+                output.detections = self.detect(head, nms_backend)
         else:
             output.detections = self.detect(head, nms_backend)
         return output
