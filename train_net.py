@@ -15,20 +15,28 @@ weights-only: one that needs pickled code is refused (exit code 2) unless BLENDM
 is set.
 """
 
+import logging
 import sys
 
+import detectron2.utils.comm as comm
 import torch
 from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.utils.logger import setup_logger
 
 import blendmask
-from blendmask.checkpoint import BlendMaskCheckpointer, UnsafeCheckpointError
+from blendmask.checkpoint import BlendMaskCheckpointer, CheckpointMismatchError, UnsafeCheckpointError
 from blendmask.data import set_num_classes
 from blendmask.engine import Trainer, register_datasets
+from blendmask.utils.env import quiet_startup
 
 
 def setup(args):
+    quiet_startup()
     cfg = blendmask.load_config(args.config_file, args.opts)  # unknown keys name the closest valid key
+    # our modules' log lines (class counts set from the data, mask format, ...) from the start
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="blendmask", abbrev_name="blendmask")
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        logging.getLogger("blendmask").info("MODEL.DEVICE: cuda -> cpu (no CUDA device here)")
         cfg.MODEL.DEVICE = "cpu"  # a laptop: run where we can rather than fail
     register_datasets(cfg, args.coco_dataset or ())
     set_num_classes(cfg)
@@ -41,11 +49,23 @@ def main(args):
     cfg = setup(args)
     if args.eval_only:  # as blendmask.build_model_and_load, or the last checkpoint in OUTPUT_DIR with --resume
         model = Trainer.build_model(cfg)
-        BlendMaskCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        checkpointer = BlendMaskCheckpointer(model, save_dir=cfg.OUTPUT_DIR, strict_shapes=True)  # mismatch: error
+        checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         return Trainer.test(cfg, model)
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     return trainer.train()
+
+
+FLAGS_ANYWHERE = ("--eval-only", "--resume")
+
+
+def parse_args(argv=None):
+    """detectron2's arguments, with ``--eval-only`` and ``--resume`` accepted after the KEY VALUE
+    overrides too (argparse would otherwise take them as a config key)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    flags = [a for a in argv if a in FLAGS_ANYWHERE]
+    return argument_parser().parse_args(flags + [a for a in argv if a not in FLAGS_ANYWHERE])
 
 
 def argument_parser():
@@ -58,7 +78,7 @@ def argument_parser():
 
 
 if __name__ == "__main__":
-    args = argument_parser().parse_args()
+    args = parse_args()
     print("Command Line Args:", args)
     try:
         launch(
@@ -69,6 +89,7 @@ if __name__ == "__main__":
             dist_url=args.dist_url,
             args=(args,),
         )
-    except UnsafeCheckpointError as e:  # one process; with several, each worker's traceback names it
+    except (UnsafeCheckpointError, CheckpointMismatchError) as e:  # one process; with several, each worker's
+        # traceback names it
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -26,7 +26,7 @@ from detectron2.utils.logger import setup_logger
 from tqdm import tqdm
 
 from blendmask import load_config
-from blendmask.checkpoint import UnsafeCheckpointError
+from blendmask.checkpoint import CheckpointMismatchError, UnsafeCheckpointError
 from blendmask.utils.visualize import Predictor
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -228,6 +228,9 @@ def demo_video(args, cfg):
 
 def main(argv=None) -> int:
     """Run the demo with command-line arguments ``argv``; returns the exit code."""
+    from blendmask.utils.env import quiet_startup
+
+    quiet_startup()
     args = get_parser().parse_args(argv)
     cfg = setup_cfg(args)
     if not cfg.MODEL.WEIGHTS or "ImageNetPretrained" in cfg.MODEL.WEIGHTS:
@@ -239,7 +242,7 @@ def main(argv=None) -> int:
 
     try:
         failed, count = (demo_images if args.input else demo_video)(args, cfg)
-    except UnsafeCheckpointError as e:
+    except (UnsafeCheckpointError, CheckpointMismatchError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if failed:

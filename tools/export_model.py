@@ -46,15 +46,10 @@ def parse_args(argv=None):
 
 
 def setup_cfg(args):
-    from detectron2.config import get_cfg
+    from blendmask import load_config
 
-    from blendmask import add_blendmask_config
-
-    cfg = add_blendmask_config(get_cfg())
-    cfg.merge_from_file(args.config_file)
-    if args.weights:
-        cfg.MODEL.WEIGHTS = args.weights
-    cfg.merge_from_list(args.opts)
+    # every key of the package (a run's OUTPUT_DIR/config.yaml holds them all); unknown keys are named
+    cfg = load_config(args.config_file, (["MODEL.WEIGHTS", args.weights] if args.weights else []) + list(args.opts))
     cfg.MODEL.DEVICE = "cpu"
     cfg.freeze()
     return cfg
@@ -97,16 +92,19 @@ def latency_ms(fns, runs: int):
 
 
 def main(argv=None):
+    from blendmask.utils.env import quiet_startup
+
+    quiet_startup()
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     import blendmask.export as bx
     from blendmask import build_model_and_load
-    from blendmask.checkpoint import UnsafeCheckpointError
+    from blendmask.checkpoint import CheckpointMismatchError, UnsafeCheckpointError
 
     cfg = setup_cfg(args)  # MODEL.DEVICE cpu
     try:
         model = build_model_and_load(cfg)  # weights-only: a checkpoint needing pickled code is refused
-    except UnsafeCheckpointError as e:
+    except (UnsafeCheckpointError, CheckpointMismatchError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     module = bx.ExportableBlendMask(model, paste_masks=not args.no_paste_masks).eval()

@@ -5,7 +5,13 @@ Importing this package registers its components in detectron2's registries:
 ``build_fcos_resnet_fpn_backbone`` (BACKBONE_REGISTRY) and ``ProtoNet`` (BASIS_MODULE_REGISTRY).
 """
 
-from . import modeling  # noqa: F401  (registers the components)
+import warnings
+
+with warnings.catch_warnings():
+    # fvcore and detectron2 script a few functions when imported; torch 2.x calls torch.jit.script
+    # deprecated, a warning nobody using this package can act on
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+    from . import modeling  # noqa: F401  (registers the components)
 from .config import add_blendmask_config, add_centermask_config, add_fcos_config, get_cfg, load_config
 from .engine import Predictor, build_model_and_load  # weights-only checkpoint loading
 from .utils.env import detectron2_has_compiled_ops

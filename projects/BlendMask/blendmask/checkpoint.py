@@ -74,6 +74,28 @@ def _summarise(notes: List[str]) -> List[str]:
 ALLOW_PICKLE_ENV = "BLENDMASK_ALLOW_PICKLE"
 
 
+class CheckpointMismatchError(ValueError):
+    """A checkpoint's tensors do not fit the model (e.g. another number of classes) at inference."""
+
+
+# (key suffix, dimension holding the class count) of class-specific layers
+_CLASS_LAYERS = (
+    ("proposal_generator.fcos_head.cls_logits.weight", 0),
+    ("roi_heads.box_predictor.cls_score.weight", 0),  # detectron2's and CenterMask's box heads: classes + 1
+    ("mask_head.predictor.weight", 0),
+)
+
+
+def _class_counts(incorrect_shapes):
+    """(classes in the checkpoint, classes in the model) from a class-specific layer, or None."""
+    for key, theirs, ours in incorrect_shapes:
+        for suffix, dim in _CLASS_LAYERS:
+            if key.endswith(suffix):
+                extra = 1 if "cls_score" in suffix else 0
+                return theirs[dim] - extra, ours[dim] - extra
+    return None
+
+
 class UnsafeCheckpointError(RuntimeError):
     """A checkpoint needs pickled Python objects (code could run) and pickle was not allowed."""
 
@@ -114,8 +136,46 @@ class BlendMaskCheckpointer(DetectionCheckpointer):
       needing anything else is refused with :class:`UnsafeCheckpointError` (BLENDMASK_ALLOW_PICKLE=1
       allows it).
     - ``save`` writes ``<name>.pth.tmp`` then renames it, so a kill mid-write never leaves a
-      half-written checkpoint, nor a ``last_checkpoint`` naming one.
+      half-written checkpoint, nor a ``last_checkpoint`` naming one. ``extra`` (plain data, e.g.
+      the training set's ``thing_classes``) is written into every checkpoint.
+    - Tensors whose shape differs between the checkpoint and the model: with ``strict_shapes``
+      (inference) loading fails with :class:`CheckpointMismatchError` naming them and, for the
+      class-specific head, both class counts; otherwise (fine-tuning from weights trained on
+      other classes) they keep their fresh initialisation, with one warning listing them.
     """
+
+    def __init__(self, model, save_dir: str = "", *, strict_shapes: bool = False, extra=None, **checkpointables):
+        super().__init__(model, save_dir, **checkpointables)
+        self.strict_shapes = strict_shapes
+        self.extra = dict(extra or {})
+        self._loading = None
+
+    def load(self, path: str, *args, **kwargs):
+        self._loading = path
+        try:
+            return super().load(path, *args, **kwargs)
+        finally:
+            self._loading = None
+
+    def _load_model(self, checkpoint):
+        incompatible = super()._load_model(checkpoint)
+        wrong = getattr(incompatible, "incorrect_shapes", None) or []
+        if wrong:
+            listed = ", ".join(f"{key} {tuple(theirs)} in the checkpoint, {tuple(ours)} in the model"
+                               for key, theirs, ours in wrong[:6]) + (" ..." if len(wrong) > 6 else "")
+            classes = _class_counts(wrong)
+            if self.strict_shapes:
+                hint = (f" The checkpoint predicts {classes[0]} classes, the config {classes[1]}." if classes else "")
+                raise CheckpointMismatchError(
+                    f"{self._loading}: {len(wrong)} tensors do not fit the model this config builds ({listed})."
+                    f"{hint} Use the config the weights were trained with: train_net.py saves it as "
+                    "OUTPUT_DIR/config.yaml next to the weights."
+                )
+            what = (f" (the class-specific layers: {classes[0]} classes in the checkpoint, {classes[1]} in the "
+                    "config)" if classes else "")
+            logger.warning(f"Fine-tuning from {self._loading}: {len(wrong)} tensors keep their fresh initialisation "
+                           f"because their shapes differ{what}: {listed}")
+        return incompatible
 
     def _load_file(self, filename):
         allow = _pickle_allowed()
@@ -143,6 +203,7 @@ class BlendMaskCheckpointer(DetectionCheckpointer):
             return
         data = {"model": self.model.state_dict()}
         data.update({key: obj.state_dict() for key, obj in self.checkpointables.items()})
+        data.update(self.extra)
         data.update(kwargs)
         basename = f"{name}.pth"
         save_file = os.path.join(self.save_dir, basename)

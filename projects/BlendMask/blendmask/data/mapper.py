@@ -10,11 +10,14 @@ when the mapper returns ``None``, but it draws them with ``random.sample`` from 
 Python 3.11 and later reject (``TypeError: Population must be a sequence``), in 0.6 and on main.
 
 Grayscale, palette and RGBA images need nothing here: ``detection_utils.read_image`` converts
-them to the 3 channels of ``cfg.INPUT.FORMAT``.
+them to the 3 channels of ``cfg.INPUT.FORMAT``. Masks follow the data: with ``INPUT.MASK_FORMAT``
+"polygon" (detectron2's default), an image whose annotations hold RLE masks (what most annotation
+tools export) is read with bitmask masks instead of failing, with one log line.
 """
 
 import logging
 import random
+import warnings
 from typing import Callable, Optional
 
 import torch
@@ -40,16 +43,36 @@ class SkipUnreadableMapper(DatasetMapper):
     whose height/width disagree with the file), the original error is raised.
     """
 
+    _told_rle = False
+
     def __call__(self, dataset_dict):
+        mask_format = self.instance_mask_format
+        if mask_format == "polygon" and has_rle_masks(dataset_dict):
+            if not SkipUnreadableMapper._told_rle:
+                SkipUnreadableMapper._told_rle = True
+                logger.info(f"{dataset_dict.get('file_name', 'an image')} has RLE masks: with INPUT.MASK_FORMAT "
+                            "'polygon', images with RLE masks are read as bitmasks (set INPUT.MASK_FORMAT bitmask "
+                            "to read every image so)")
+            self.instance_mask_format = "bitmask"
         try:
-            return super().__call__(dataset_dict)
+            with warnings.catch_warnings():
+                # detectron2 wraps pycocotools' read-only decoded masks; nothing writes to them
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                return super().__call__(dataset_dict)
         except Exception:
             file_name = dataset_dict.get("file_name")
             problem = image_read_error(file_name, self.image_format) if file_name else None
             if problem is None:
                 raise
+        finally:
+            self.instance_mask_format = mask_format
         logger.warning(f"skipping training image {file_name}: cannot read it as an image ({problem})")
         return None
+
+
+def has_rle_masks(dataset_dict) -> bool:
+    """Whether any annotation of a detectron2 dataset record has an RLE ("counts") segmentation."""
+    return any(isinstance(a.get("segmentation"), dict) for a in dataset_dict.get("annotations", ()))
 
 
 class SkipNoneDataset(torch.utils.data.Dataset):

@@ -5,10 +5,10 @@ import os
 import weakref
 
 from detectron2.engine import DefaultTrainer, TrainerBase
-from detectron2.evaluation import COCOEvaluator
 
 from ..checkpoint import BlendMaskCheckpointer
 from ..data import build_train_loader
+from ..evaluation import MaskScoringCOCOEvaluator
 from ..utils.env import detectron2_has_compiled_ops
 
 logger = logging.getLogger(__name__)
@@ -19,6 +19,15 @@ logger = logging.getLogger(__name__)
 _D2_SAVES_OPTIMIZER = DefaultTrainer.state_dict is not TrainerBase.state_dict
 
 
+def checkpoint_metadata(cfg) -> dict:
+    """Plain data saved in every training checkpoint: "thing_classes" (the training set's class
+    names, when its metadata has them) and "config" (the config as yaml text)."""
+    from ..data import thing_classes_of
+
+    classes = thing_classes_of(cfg.DATASETS.TRAIN)
+    return {"thing_classes": list(classes) if classes else [], "config": cfg.dump()}
+
+
 class Trainer(DefaultTrainer):
     """detectron2's ``DefaultTrainer`` (any detectron2 model) with:
 
@@ -27,13 +36,18 @@ class Trainer(DefaultTrainer):
     - a training loader that skips records whose image cannot be read, with a warning naming it;
     - the optimizer state saved under ``"_trainer"`` (the layout of later detectron2), so
       ``--resume`` continues with the same momentum and learning rate;
-    - ``COCOEvaluator`` on its fast path only when detectron2's compiled ops are installed.
+    - ``COCOEvaluator`` on its fast path only when detectron2's compiled ops are installed, with
+      segm results ranked by ``mask_scores`` when the model has them (``MaskScoringCOCOEvaluator``).
     """
 
     def build_hooks(self):
-        # DefaultTrainer.__init__ calls this before anything loads, so every load and save uses it
-        self.checkpointer = BlendMaskCheckpointer(self.checkpointer.model, self.cfg.OUTPUT_DIR,
-                                                  trainer=weakref.proxy(self))
+        # DefaultTrainer.__init__ calls this before anything loads, so every load and save uses it.
+        # Each checkpoint carries the class names and the config it was trained with, so the weights
+        # alone tell the demo, the predictor and the export what the classes are.
+        self.checkpointer = BlendMaskCheckpointer(
+            self.checkpointer.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self),
+            extra=checkpoint_metadata(self.cfg),
+        )
         return super().build_hooks()
 
     @classmethod
@@ -58,4 +72,6 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return COCOEvaluator(dataset_name, output_dir=output_folder, use_fast_impl=detectron2_has_compiled_ops())
+        # segm AP ranks masks by mask_scores when the model predicts them (CenterMask with MaskIoU)
+        return MaskScoringCOCOEvaluator(dataset_name, output_dir=output_folder,
+                                        use_fast_impl=detectron2_has_compiled_ops())

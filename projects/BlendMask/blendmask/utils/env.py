@@ -15,3 +15,16 @@ def detectron2_has_compiled_ops() -> bool:
     except ImportError:
         return False
     return not getattr(_C, "IS_PLACEHOLDER", False)
+
+
+def quiet_startup() -> None:
+    """Silence start-up messages a user of the command-line tools cannot act on: torch's "No CUDA
+    runtime is found, using CUDA_HOME=..." (printed when detectron2 collects its environment
+    report on a machine without CUDA; it concerns compiling CUDA extensions, which this project
+    never does). Called by train_net.py, demo/demo.py and tools/export_model.py."""
+    import logging
+
+    import torch
+
+    if not torch.cuda.is_available():
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)

@@ -28,19 +28,22 @@ def num_classes(cfg) -> int:
     return cfg.MODEL.ROI_HEADS.NUM_CLASSES
 
 
-def class_metadata(cfg) -> Metadata:
+def class_metadata(cfg, saved_classes=()) -> Metadata:
     """Metadata whose ``thing_classes`` name the model's classes, for detectron2's visualizers.
 
-    In order: the first test dataset's names (``cfg.DATASETS.TEST[0]``, when registered with as
-    many ``thing_classes`` as the model has classes), COCO's 80 names when the model has 80
-    classes, else no names (the visualizers then write class numbers).
+    In order: the names saved in the checkpoint (``saved_classes``; train_net.py's checkpoints carry
+    their training set's names), the first test dataset's names (``cfg.DATASETS.TEST[0]``, when
+    registered in this process with as many ``thing_classes`` as the model has classes), COCO's 80
+    names when the config's test set is a COCO one, else none (class numbers are drawn).
     """
     n = num_classes(cfg)
+    if saved_classes and len(saved_classes) == n:
+        return Metadata(name="classes saved with the weights", thing_classes=list(saved_classes))
     if len(cfg.DATASETS.TEST):
         metadata = MetadataCatalog.get(cfg.DATASETS.TEST[0])
         if len(metadata.get("thing_classes", [])) == n:
             return metadata
-    if n == 80:
+    if n == 80 and any(name.startswith("coco_") for name in cfg.DATASETS.TEST):
         return MetadataCatalog.get(COCO_METADATA_NAME)
     return Metadata(name="unnamed classes")
 
@@ -52,13 +55,14 @@ class Predictor:
     Args:
         cfg: a detectron2 config (``cfg.INPUT.MIN_SIZE_TEST``/``MAX_SIZE_TEST`` set the resize).
         confidence_threshold: instances with a lower score are dropped.
-        metadata: class names to draw; default ``class_metadata(cfg)``.
+        metadata: class names to draw; default ``class_metadata(cfg, names saved in the weights)``.
     """
 
     def __init__(self, cfg, confidence_threshold: float = 0.5, metadata: Optional[Metadata] = None):
         self.predictor = ModelPredictor(cfg)
         self.confidence_threshold = confidence_threshold
-        self.metadata = metadata if metadata is not None else class_metadata(cfg)
+        saved = getattr(self.predictor.model, "thing_classes", [])
+        self.metadata = metadata if metadata is not None else class_metadata(cfg, saved)
 
     def __call__(self, image_bgr: np.ndarray) -> Instances:
         """Instances (on the CPU, at the image's size) predicted for an (H, W, 3) uint8 BGR image."""
