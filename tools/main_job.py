@@ -4,6 +4,7 @@
     python tools/main_job.py                      # what `make demo` runs
     python tools/main_job.py --compare-mask-rcnn  # also detectron2's Mask R-CNN, same backbone and budget
     python tools/main_job.py --iters 300          # a quicker, weaker run
+    python tools/main_job.py --models BlendMask CenterMask  # CenterMask-Lite beside BlendMask
 
 1. builds the synthetic shapes dataset once (.cache/datasets/shapes) and registers it;
 2. trains configs/Shapes/BlendMask_R18.yaml with ``blendmask.engine.Trainer``, train_net.py's
@@ -40,6 +41,7 @@ from blendmask.engine import Predictor, Trainer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "Shapes" / "BlendMask_R18.yaml"
+MODEL_CONFIGS = {"BlendMask": CONFIG, "CenterMask": REPO / "configs" / "Shapes" / "CenterMask_Lite_V19.yaml"}
 MASK_RCNN_BASE = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"
 # keys Mask R-CNN takes from the BlendMask config, so both get the same backbone, input and budget
 SHARED_KEYS = (
@@ -64,8 +66,9 @@ def _set(cfg, key, value):
     cfg[last] = value
 
 
-def blendmask_cfg(args, output_dir: Path):
-    cfg = blendmask.load_config(CONFIG, ["OUTPUT_DIR", str(output_dir / "blendmask"), *args.opts])
+def blendmask_cfg(args, output_dir: Path, model: str = "BlendMask"):
+    """The shapes config of ``model`` (a key of MODEL_CONFIGS) with the command line's overrides."""
+    cfg = blendmask.load_config(MODEL_CONFIGS[model], ["OUTPUT_DIR", str(output_dir / model.lower()), *args.opts])
     if args.iters:
         scale = args.iters / cfg.SOLVER.MAX_ITER
         cfg.SOLVER.STEPS = tuple(int(s * scale) for s in cfg.SOLVER.STEPS)
@@ -201,12 +204,14 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", default=str(REPO / "output" / "main_job"))
     parser.add_argument("--iters", type=int, default=0, help="training iterations (default: the config's)")
+    parser.add_argument("--models", nargs="+", default=["BlendMask"], choices=sorted(MODEL_CONFIGS),
+                        help="models to train and evaluate, each with its configs/Shapes config")
     parser.add_argument("--compare-mask-rcnn", action="store_true",
                         help="also train detectron2's Mask R-CNN with the same backbone, input and solver")
     parser.add_argument("--num-pictures", type=int, default=8)
     parser.add_argument("--score-threshold", type=float, default=0.4, help="lowest score drawn in the pictures")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: the idle cores)")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides of the BlendMask config")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides of every model's config")
     return parser.parse_args(argv)
 
 
@@ -224,9 +229,9 @@ def main(argv=None):
     names = register_shapes()  # generated once into .cache/datasets/shapes
     logger.info(f"Dataset ready in {time.perf_counter() - start:.0f}s: {names}")
 
-    runs = {"BlendMask": blendmask_cfg(args, output_dir)}
+    runs = {name: blendmask_cfg(args, output_dir, name) for name in dict.fromkeys(args.models)}
     if args.compare_mask_rcnn:
-        runs["Mask R-CNN"] = mask_rcnn_cfg(runs["BlendMask"], output_dir)
+        runs["Mask R-CNN"] = mask_rcnn_cfg(runs.get("BlendMask", next(iter(runs.values()))), output_dir)
     results, minutes = {}, {}
     for name, cfg in runs.items():
         results[name], minutes[name] = train_and_evaluate(cfg, name)
