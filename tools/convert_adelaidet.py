@@ -43,12 +43,11 @@ def main(argv=None):
         raise SystemExit(f"{args.input}: expected a state dict or {{'model': state_dict}}, got {type(checkpoint)}")
     model_keys = None
     if args.config_file:
-        from detectron2.config import get_cfg
         from detectron2.modeling import build_model
 
-        from blendmask import add_blendmask_config
+        from blendmask import get_cfg
 
-        cfg = add_blendmask_config(get_cfg())
+        cfg = get_cfg()  # every model's keys (BlendMask, FCOS, SOLOv2, ...)
         cfg.merge_from_file(args.config_file)
         cfg.MODEL.DEVICE = "cpu"
         model_state = build_model(cfg).state_dict()
