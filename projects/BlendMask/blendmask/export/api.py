@@ -86,14 +86,16 @@ def export_onnx(
     dynamic_axes = {
         "image": {2: "height", 3: "width"},
         "boxes": {0: n}, "scores": {0: n}, "classes": {0: n}, "mask_probs": {0: n},
-        "masks": {0: n, 1: "output_height", 2: "output_width"},
+        "masks": {0: n, 1: "output_height", 2: "output_width"}, "mask_scores": {0: n},
     }
+    output_names = list(module.output_names)
+    dynamic_axes = {k: v for k, v in dynamic_axes.items() if k in INPUT_NAMES or k in output_names}
     module.for_onnx = True
     try:
         with torch.no_grad(), quiet_export_warnings():
             torch.onnx.export(
                 module.eval(), (image, output_size), str(path), dynamo=False, opset_version=opset,
-                input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES), dynamic_axes=dynamic_axes,
+                input_names=list(INPUT_NAMES), output_names=output_names, dynamic_axes=dynamic_axes,
             )
     finally:
         module.for_onnx = False
@@ -116,9 +118,11 @@ def onnx_session(path, num_threads: int = 0):
 
 
 def run_onnx(session, image: torch.Tensor, output_size: torch.Tensor):
-    """Outputs as a tuple of torch tensors, in ``OUTPUT_NAMES`` order."""
+    """Outputs as a tuple of torch tensors, in ``OUTPUT_NAMES`` order (then ``mask_scores``, if any)."""
     feeds = {"image": image.numpy(), "output_size": output_size.numpy()}
-    return tuple(torch.from_numpy(a) for a in session.run(list(OUTPUT_NAMES), feeds))
+    names = [o.name for o in session.get_outputs()]
+    names = list(OUTPUT_NAMES) + [n for n in names if n not in OUTPUT_NAMES]
+    return tuple(torch.from_numpy(a) for a in session.run(names, feeds))
 
 
 def io_spec(module: ExportableBlendMask, cfg) -> Dict:
@@ -141,6 +145,8 @@ def io_spec(module: ExportableBlendMask, cfg) -> Dict:
                           if module.has_masks else "float32 (N, 0, 0) (box-only model)",
             "masks": "bool (N, output_height, output_width)" if module.paste_masks
                      else "bool (N, 0, 0) (not pasted)",
+            **({"mask_scores": "float32 (N,) scores x predicted mask IoU: rank masks (segm) by these"}
+               if module.has_mask_scores else {}),
         },
         "post_processing": {
             "score_threshold": fcos.inference_thresh[False], "thresh_with_ctr": fcos.thresh_with_ctr,

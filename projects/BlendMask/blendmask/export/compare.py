@@ -30,7 +30,7 @@ def compare_outputs(
     eager, outputs: Sequence, eager_mask_probs: Optional[torch.Tensor] = None, prob_tol: float = 3e-3
 ) -> Dict:
     """``eager``: the eager model's Instances; ``outputs``: (boxes, scores, classes, mask_probs,
-    masks) of the exported model. ``eager_mask_probs`` (N, R, R), when given, are the eager R x R
+    masks[, mask_scores]) of the exported model. ``eager_mask_probs`` (N, R, R), when given, are the eager R x R
     probabilities in the same order as ``eager``.
 
     Returns counts and the worst differences over matched detections: max_box_diff (px),
@@ -39,7 +39,7 @@ def compare_outputs(
     probability is farther than ``prob_tol`` from the 0.5 threshold (float noise flips only the
     pixels at the threshold; anything else is a real difference).
     """
-    boxes, scores, classes, probs, masks = (_np(o) for o in outputs)
+    boxes, scores, classes, probs, masks = (_np(o) for o in outputs[:5])
     ref_boxes = _np(eager.pred_boxes.tensor)
     ref_scores, ref_classes = _np(eager.scores), _np(eager.pred_classes)
     match = match_by_box(ref_boxes, ref_classes, boxes, classes)
@@ -56,6 +56,8 @@ def compare_outputs(
         return report
     report["max_box_diff"] = float(np.abs(boxes[m] - ref_boxes[ok]).max())
     report["max_score_diff"] = float(np.abs(scores[m] - ref_scores[ok]).max())
+    if len(outputs) > 5 and eager.has("mask_scores"):
+        report["max_mask_score_diff"] = float(np.abs(_np(outputs[5])[m] - _np(eager.mask_scores)[ok]).max())
     if eager_mask_probs is not None and probs.size:
         report["max_mask_prob_diff"] = float(np.abs(probs[m] - _np(eager_mask_probs)[ok]).max())
     if eager.has("pred_masks") and masks.size:

@@ -18,6 +18,7 @@ from ..inference import ONNX, TORCHSCRIPT, InferenceBackend
 
 INPUT_NAMES = ("image", "output_size")
 OUTPUT_NAMES = ("boxes", "scores", "classes", "mask_probs", "masks")
+MASK_SCORES = "mask_scores"  # a sixth output of models that score their masks (CenterMask with MaskIoU)
 
 
 def _no_masks(boxes: torch.Tensor) -> torch.Tensor:
@@ -49,6 +50,7 @@ class ExportableBlendMask(nn.Module):
     (N, 4) clipped; ``scores`` (N,); ``classes`` (N,) int64; ``mask_probs`` (N, R, R) in each
     unclipped, unscaled box ((N, 0, 0) for FCOS-only models); ``masks`` (N, out_H, out_W) bool
     ((N, 0, 0) without ``paste_masks`` or a mask head). They equal the eager model's instances.
+    Models with ``maskiou_on`` (CenterMask) add ``mask_scores`` (N,): see :attr:`output_names`.
     """
 
     def __init__(self, model: nn.Module, paste_masks: bool = True):
@@ -56,11 +58,16 @@ class ExportableBlendMask(nn.Module):
         self.model = model
         self.has_masks = bool(getattr(model, "mask_on", False))
         self.paste_masks = paste_masks and self.has_masks
+        self.has_mask_scores = bool(getattr(model, "maskiou_on", False))
         self.for_onnx = False  # set by export_onnx
 
     @property
     def num_classes(self) -> int:
         return int(self.model.proposal_generator.num_classes)
+
+    @property
+    def output_names(self):
+        return OUTPUT_NAMES + ((MASK_SCORES,) if self.has_mask_scores else ())
 
     @property
     def backend(self) -> InferenceBackend:
@@ -80,4 +87,6 @@ class ExportableBlendMask(nn.Module):
         boxes = result["boxes"]
         probs = result["mask_probs"] if "mask_probs" in result else _no_masks(boxes)
         masks = result["masks"] if "masks" in result else _no_masks(boxes) > 0
+        if self.has_mask_scores:
+            return boxes, result["scores"], result["classes"], probs, masks, result[MASK_SCORES]
         return boxes, result["scores"], result["classes"], probs, masks
