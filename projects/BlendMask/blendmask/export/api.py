@@ -127,8 +127,14 @@ def run_onnx(session, image: torch.Tensor, output_size: torch.Tensor):
 
 def io_spec(module: ExportableBlendMask, cfg) -> Dict:
     """A JSON-able description of the exported graph's inputs, outputs and pre-processing."""
-    model, fcos = module.model, module.model.proposal_generator
+    model = module.model
     r = model.mask_resolution if module.has_masks else 0
+    if module.has_masks and r:
+        mask_probs = f"float32 (N, {r}, {r}) mask probabilities inside each (unclipped) box"
+    elif module.has_masks:
+        mask_probs = "float32 (N, Hp/4, Wp/4) mask probabilities over the padded input (Hp, Wp: H, W padded)"
+    else:
+        mask_probs = "float32 (N, 0, 0) (box-only model)"
     return {
         "inputs": {
             "image": f"float32 (1, 3, H, W), raw 0..255 pixels in {cfg.INPUT.FORMAT} order, resized so the "
@@ -140,19 +146,27 @@ def io_spec(module: ExportableBlendMask, cfg) -> Dict:
         "outputs": {
             "boxes": "float32 (N, 4) x0, y0, x1, y1 in output_size pixels, clipped; N dynamic, by decreasing score",
             "scores": "float32 (N,)",
-            "classes": f"int64 (N,) in 0..{fcos.num_classes - 1}",
-            "mask_probs": f"float32 (N, {r}, {r}) mask probabilities inside each (unclipped) box"
-                          if module.has_masks else "float32 (N, 0, 0) (box-only model)",
+            "classes": f"int64 (N,) in 0..{module.num_classes - 1}",
+            "mask_probs": mask_probs,
             "masks": "bool (N, output_height, output_width)" if module.paste_masks
                      else "bool (N, 0, 0) (not pasted)",
             **({"mask_scores": "float32 (N,) scores x predicted mask IoU: rank masks (segm) by these"}
                if module.has_mask_scores else {}),
         },
-        "post_processing": {
-            "score_threshold": fcos.inference_thresh[False], "thresh_with_ctr": fcos.thresh_with_ctr,
-            "pre_nms_topk": fcos.pre_nms_topk[False], "nms_threshold": fcos.nms_thresh,
-            "post_nms_topk": fcos.post_nms_topk[False], "mask_threshold": 0.5,
-        },
+        "post_processing": _post_processing(model),
+    }
+
+
+def _post_processing(model) -> Dict:
+    if hasattr(model, "test_params"):  # SOLOv2
+        from dataclasses import asdict
+
+        return dict(asdict(model.test_params), boxes_from_masks=model.boxes_from_masks)
+    fcos = model.proposal_generator
+    return {
+        "score_threshold": fcos.inference_thresh[False], "thresh_with_ctr": fcos.thresh_with_ctr,
+        "pre_nms_topk": fcos.pre_nms_topk[False], "nms_threshold": fcos.nms_thresh,
+        "post_nms_topk": fcos.post_nms_topk[False], "mask_threshold": 0.5,
     }
 
 

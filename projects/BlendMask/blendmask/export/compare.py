@@ -93,4 +93,6 @@ def eager_predict(model, image: torch.Tensor, output_size: torch.Tensor):
         features = model.backbone(model.backbone_input(images.tensor))
         backend = model.eager_backend(images.tensor.device)
         result = model.inference(features, images.image_sizes, [(h, w)], backend)[0]
-    return model.to_instances(result, (h, w)), result.get("mask_probs")
+    # R x R probabilities in boxes; None for whole-image probabilities (SOLOv2, mask_resolution 0)
+    probs = result.get("mask_probs") if getattr(model, "mask_resolution", 0) else None
+    return model.to_instances(result, (h, w)), probs

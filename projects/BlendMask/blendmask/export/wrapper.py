@@ -48,7 +48,8 @@ class ExportableBlendMask(nn.Module):
 
     Outputs (N detections by decreasing score, coordinates in ``output_size`` pixels): ``boxes``
     (N, 4) clipped; ``scores`` (N,); ``classes`` (N,) int64; ``mask_probs`` (N, R, R) in each
-    unclipped, unscaled box ((N, 0, 0) for FCOS-only models); ``masks`` (N, out_H, out_W) bool
+    unclipped, unscaled box ((N, 0, 0) for FCOS-only models; (N, Hp/4, Wp/4) over the padded input
+    for SOLOv2, whose ``mask_resolution`` is 0); ``masks`` (N, out_H, out_W) bool
     ((N, 0, 0) without ``paste_masks`` or a mask head). They equal the eager model's instances.
     Models with ``maskiou_on`` (CenterMask) add ``mask_scores`` (N,): see :attr:`output_names`.
     """
@@ -63,7 +64,8 @@ class ExportableBlendMask(nn.Module):
 
     @property
     def num_classes(self) -> int:
-        return int(self.model.proposal_generator.num_classes)
+        model = self.model
+        return int(model.num_classes if hasattr(model, "num_classes") else model.proposal_generator.num_classes)
 
     @property
     def output_names(self):
