@@ -17,16 +17,21 @@ is set.
 
 import logging
 import sys
+import warnings
+
+# fvcore and detectron2 script a few functions when imported: a torch deprecation nobody can act on
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
 
 import detectron2.utils.comm as comm
 import torch
-from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.engine import default_argument_parser, launch
 from detectron2.utils.logger import setup_logger
 
 import blendmask
 from blendmask.checkpoint import BlendMaskCheckpointer, CheckpointMismatchError, UnsafeCheckpointError
 from blendmask.data import set_num_classes
 from blendmask.engine import Trainer, register_datasets
+from blendmask.engine.setup import setup_run
 from blendmask.utils.env import quiet_startup
 
 
@@ -41,7 +46,7 @@ def setup(args):
     register_datasets(cfg, args.coco_dataset or ())
     set_num_classes(cfg)
     cfg.freeze()
-    default_setup(cfg, args)
+    setup_run(cfg, args)  # detectron2's default_setup with a quieter console
     return cfg
 
 

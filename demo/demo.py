@@ -17,7 +17,11 @@ import glob
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
+
+# fvcore and detectron2 script a few functions when imported: a torch deprecation nobody can act on
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
 
 import cv2
 import torch
@@ -56,10 +60,15 @@ def setup_cfg(args):
     """The config file, then the threshold, then ``--opts``; CPU when CUDA is unavailable."""
     cfg = load_config(args.config_file)  # unknown keys fail naming the closest valid key
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        print(f"MODEL.DEVICE: {cfg.MODEL.DEVICE} -> cpu (no CUDA device here)", file=sys.stderr)
         cfg.MODEL.DEVICE = "cpu"
     # FCOS scores are sqrt(cls * ctr) <= sqrt(cls): every instance scoring >= t passes a pre-threshold of
     # t**2 (0.999 absorbs float rounding), and fewer candidates make inference faster.
-    cfg.MODEL.FCOS.INFERENCE_TH_TEST = args.confidence_threshold**2 * 0.999
+    threshold = args.confidence_threshold**2 * 0.999
+    if "FCOS" in cfg.MODEL and threshold != cfg.MODEL.FCOS.INFERENCE_TH_TEST:
+        print(f"MODEL.FCOS.INFERENCE_TH_TEST: {cfg.MODEL.FCOS.INFERENCE_TH_TEST} -> {threshold:.4g} "
+              f"(--confidence-threshold {args.confidence_threshold}; drops no instance above it)", file=sys.stderr)
+        cfg.MODEL.FCOS.INFERENCE_TH_TEST = threshold
     cfg = load_config(opts=args.opts, cfg=cfg)
     cfg.freeze()
     return cfg

@@ -56,7 +56,7 @@ def _write_dataset(root):
 
 
 def _run(*args, cwd):
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    env = dict(os.environ)
     return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env,
                           timeout=600)
 
@@ -80,7 +80,10 @@ def test_rle_masks_train_without_a_flag_and_the_changes_are_logged(trained):
     assert (out / "model_final.pth").exists() and (out / "config.yaml").exists()
     assert "has RLE masks" in log and "read as bitmasks" in log
     assert "MODEL.FCOS.NUM_CLASSES: 5 -> 3" in log  # the class count set from the data, said once
-    assert "torch.jit.script` is deprecated" not in log
+    # start-up noise: no deprecation warnings, the config is not printed (it is saved, and log.txt has it)
+    assert "is deprecated" not in log and "No CUDA runtime" not in log
+    assert "Running with full config" not in log and "Full config saved to" in log
+    assert "Running with full config" in (out / "log.txt").read_text()
 
 
 def test_checkpoints_carry_the_class_names_and_the_config(trained):
@@ -107,6 +110,7 @@ def test_demo_from_the_output_folder_draws_the_class_names(trained):
                 "--opts", "MODEL.WEIGHTS", out / "model_final.pth", cwd=work)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (work / "drawn.png").stat().st_size > 0
+    assert "Warning" not in proc.stderr and "No CUDA runtime" not in proc.stderr, proc.stderr
 
     from blendmask import load_config
     from blendmask.utils.visualize import Predictor
