@@ -273,3 +273,10 @@ def test_small_model_trains_and_infers():
 def test_reference_dir_constant_points_at_shared():
     assert SOLOV2_DIR.name == "solov2"
     assert np is not None
+
+
+def test_set_num_classes_without_metadata_keeps_solov2s_own_count():
+    cfg = load_config(REPO_ROOT / "configs" / "SOLOv2" / "Base-SOLOv2.yaml",
+                      ["MODEL.SOLOV2.NUM_CLASSES", "5", "DATASETS.TRAIN", "()", "DATASETS.TEST", "()"])
+    assert set_num_classes(cfg) == 5
+    assert cfg.MODEL.SOLOV2.NUM_CLASSES == cfg.MODEL.FCOS.NUM_CLASSES == 5

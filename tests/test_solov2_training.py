@@ -63,3 +63,14 @@ def test_train_net_trains_and_evaluates_solov2(tmp_path):
         ["--config-file", str(CONFIG), "--eval-only", *opts, "MODEL.WEIGHTS", str(weights)]))
     assert set(results) == {"bbox", "segm"}
     assert np.isfinite(results["bbox"]["AP"]) and np.isfinite(results["segm"]["AP"])  # boxes from the masks
+
+
+def test_main_job_runs_solov2_beside_blendmask(tmp_path):
+    sys.path.insert(0, str(REPO_ROOT / "tools"))
+    import main_job
+
+    args = main_job.parse_args(["--models", "BlendMask", "SOLOv2", "--iters", "10"])
+    cfgs = {name: main_job.blendmask_cfg(args, tmp_path, name) for name in args.models}
+    assert {n: c.MODEL.META_ARCHITECTURE for n, c in cfgs.items()} == {"BlendMask": "BlendMask", "SOLOv2": "SOLOv2"}
+    assert cfgs["SOLOv2"].OUTPUT_DIR == str(tmp_path / "solov2")
+    assert cfgs["SOLOv2"].SOLVER.MAX_ITER == 10 and cfgs["SOLOv2"].MODEL.SOLOV2.NUM_CLASSES == 5

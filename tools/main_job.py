@@ -5,6 +5,7 @@
     python tools/main_job.py --compare-mask-rcnn  # also detectron2's Mask R-CNN, same backbone and budget
     python tools/main_job.py --iters 300          # a quicker, weaker run
     python tools/main_job.py --models BlendMask CenterMask  # CenterMask-Lite beside BlendMask
+    python tools/main_job.py --models BlendMask SOLOv2      # SOLOv2 beside BlendMask
 
 1. builds the synthetic shapes dataset once (.cache/datasets/shapes) and registers it;
 2. trains configs/Shapes/BlendMask_R18.yaml with ``blendmask.engine.Trainer``, train_net.py's
@@ -41,7 +42,8 @@ from blendmask.engine import Predictor, Trainer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "Shapes" / "BlendMask_R18.yaml"
-MODEL_CONFIGS = {"BlendMask": CONFIG, "CenterMask": REPO / "configs" / "Shapes" / "CenterMask_Lite_V19.yaml"}
+MODEL_CONFIGS = {"BlendMask": CONFIG, "CenterMask": REPO / "configs" / "Shapes" / "CenterMask_Lite_V19.yaml",
+                 "SOLOv2": REPO / "configs" / "Shapes" / "SOLOv2_R18.yaml"}
 MASK_RCNN_BASE = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"
 # keys Mask R-CNN takes from the BlendMask config, so both get the same backbone, input and budget
 SHARED_KEYS = (

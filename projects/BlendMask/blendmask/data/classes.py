@@ -49,13 +49,16 @@ def set_num_classes(cfg, num_classes: Optional[int] = None) -> int:
 
     With ``num_classes=None`` it is ``len(thing_classes)`` of ``cfg.DATASETS.TRAIN`` (or, when
     those have no metadata, ``cfg.DATASETS.TEST``); when neither has ``thing_classes`` the value of
-    ``MODEL.FCOS.NUM_CLASSES`` (or ``MODEL.ROI_HEADS.NUM_CLASSES``) is kept and copied to the others.
+    ``MODEL.FCOS.NUM_CLASSES`` (``MODEL.SOLOV2.NUM_CLASSES`` for SOLOv2; else
+    ``MODEL.ROI_HEADS.NUM_CLASSES``) is kept and copied to the others.
     ``cfg`` must not be frozen.
     """
     if num_classes is None:
         classes = thing_classes_of(cfg.DATASETS.TRAIN) or thing_classes_of(cfg.DATASETS.TEST)
         if classes is not None:
             num_classes = len(classes)
+        elif cfg.MODEL.META_ARCHITECTURE == "SOLOv2" and "SOLOV2" in cfg.MODEL:
+            num_classes = cfg.MODEL.SOLOV2.NUM_CLASSES
         elif "FCOS" in cfg.MODEL:
             num_classes = cfg.MODEL.FCOS.NUM_CLASSES
         else:
