@@ -31,6 +31,7 @@ import blendmask
 from blendmask.checkpoint import BlendMaskCheckpointer, CheckpointMismatchError, UnsafeCheckpointError
 from blendmask.data import set_num_classes
 from blendmask.engine import Trainer, register_datasets
+from blendmask.engine.build import warn_if_trained_differently
 from blendmask.engine.setup import setup_run
 from blendmask.utils.env import quiet_startup
 
@@ -55,7 +56,8 @@ def main(args):
     if args.eval_only:  # as blendmask.build_model_and_load, or the last checkpoint in OUTPUT_DIR with --resume
         model = Trainer.build_model(cfg)
         checkpointer = BlendMaskCheckpointer(model, save_dir=cfg.OUTPUT_DIR, strict_shapes=True)  # mismatch: error
-        checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        checkpoint = checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        warn_if_trained_differently(cfg, checkpoint, cfg.MODEL.WEIGHTS)  # e.g. another test size
         return Trainer.test(cfg, model)
     trainer = Trainer(cfg)
     trainer.resume_or_load(resume=args.resume)

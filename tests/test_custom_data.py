@@ -140,6 +140,20 @@ def test_fine_tuning_from_weights_with_other_classes_reinitialises_the_head_and_
         in caplog.text
 
 
+def test_evaluating_with_other_test_sizes_than_trained_warns(trained, caplog):
+    from blendmask import build_model_and_load, load_config
+
+    _, out, _, _ = trained
+    cfg = load_config(out / "config.yaml", ["INPUT.MIN_SIZE_TEST", "200", "MODEL.DEVICE", "cpu"])
+    with caplog.at_level("WARNING"):
+        build_model_and_load(cfg, str(out / "model_final.pth"))
+    assert "INPUT.MIN_SIZE_TEST 200 (trained with 96)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        build_model_and_load(load_config(out / "config.yaml", ["MODEL.DEVICE", "cpu"]), str(out / "model_final.pth"))
+    assert "trained with another config" not in caplog.text
+
+
 def test_export_from_the_output_folder(trained):
     work, out, _, _ = trained
     proc = _run(REPO_ROOT / "tools" / "export_model.py", "--config-file", out / "config.yaml",

@@ -1,11 +1,49 @@
 """Build a model from a config and load its weights without unpickling code."""
 
+import logging
 from typing import Optional
 
 from detectron2.modeling import build_model
 from torch import nn
 
 from ..checkpoint import BlendMaskCheckpointer
+
+logger = logging.getLogger(__name__)
+
+# inference settings whose value at training time the checkpoint's saved config tells
+TRAINED_WITH_KEYS = ("INPUT.MIN_SIZE_TEST", "INPUT.MAX_SIZE_TEST", "INPUT.FORMAT", "MODEL.PIXEL_MEAN",
+                     "MODEL.PIXEL_STD", "MODEL.META_ARCHITECTURE")
+
+
+def warn_if_trained_differently(cfg, checkpoint: dict, path: str) -> list:
+    """Warn about inference settings of ``cfg`` that differ from the config saved in ``checkpoint``
+    (train_net.py's checkpoints carry it): e.g. evaluating at 128 px weights trained for 576.
+    Returns the differing keys."""
+    import yaml
+
+    text = checkpoint.get("config") if isinstance(checkpoint, dict) else None
+    if not isinstance(text, str):
+        return []
+    try:
+        trained = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return []
+    differing = []
+    for key in TRAINED_WITH_KEYS:
+        ours, theirs = cfg, trained
+        for part in key.split("."):
+            ours = ours.get(part) if hasattr(ours, "get") else None
+            theirs = theirs.get(part) if isinstance(theirs, dict) else None
+        if theirs is not None and ours is not None and _plain(ours) != _plain(theirs):
+            differing.append(f"{key} {_plain(ours)} (trained with {_plain(theirs)})")
+    if differing:
+        logger.warning(f"{path} was trained with another config than this one: " + "; ".join(differing)
+                       + ". Use the config saved next to the weights (OUTPUT_DIR/config.yaml) to run it as trained.")
+    return differing
+
+
+def _plain(value):
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 def build_model_and_load(cfg, weights: Optional[str] = None, eval_mode: bool = True) -> nn.Module:
@@ -36,4 +74,6 @@ def build_model_and_load(cfg, weights: Optional[str] = None, eval_mode: bool = T
         # at inference a checkpoint that does not fit (another class count...) is an error, not a warning
         checkpoint = BlendMaskCheckpointer(model, strict_shapes=eval_mode).load(path)
         model.thing_classes = list(checkpoint.get("thing_classes") or [])
+        if eval_mode:
+            warn_if_trained_differently(cfg, checkpoint, path)
     return model.train(not eval_mode)
