@@ -1,0 +1,147 @@
+#!/usr/bin/env python
+"""Inference latency of SOLOv2 R50 (configs/SOLOv2/R50_3x.yaml) on CPU, with per-stage times.
+
+    python benchmarks/benchmark_solov2.py [--runs 5] [--warmup 1] [--threads 2] [--counts 10 50 100]
+        [--size 800 1333] [--out output/benchmarks] [--tiny]
+
+The model is randomly initialised (no download). A random model's category scores sit far below
+SOLOv2's 0.1 threshold, so the detection count N is forced: the score threshold is set just below
+the N-th largest point-NMS'd category score of the input, NMS_PRE = MAX_PER_IMG = N and the update
+threshold 0, so N candidates go through the dynamic masks, matrix NMS, the two-step resize and
+the mask boxes, as a trained model's N detections would. Inputs are one random 800x1333 image
+(the test size; results at that size). Each setting's figure is the median (min-max) of ``--runs``
+eval-mode forwards under no_grad after ``--warmup`` runs, settings interleaved round by round;
+stages come from forward hooks and function wrappers (benchmark_inference.StageTimer).
+``--tiny`` uses a narrow model and small images (for the test suite).
+"""
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from benchmark_inference import StageTimer  # noqa: E402
+
+CONFIG = REPO / "configs" / "SOLOv2" / "R50_3x.yaml"
+TINY_OPTS = ["MODEL.RESNETS.STEM_OUT_CHANNELS", 16, "MODEL.RESNETS.RES2_OUT_CHANNELS", 32,
+             "MODEL.RESNETS.WIDTH_PER_GROUP", 8, "MODEL.FPN.OUT_CHANNELS", 64,
+             "MODEL.SOLOV2.INSTANCE_IN_CHANNELS", 64, "MODEL.SOLOV2.MASK_IN_CHANNELS", 64,
+             "MODEL.SOLOV2.INSTANCE_CHANNELS", 64, "MODEL.SOLOV2.MASK_CHANNELS", 64,
+             "MODEL.SOLOV2.NUM_MASKS", 32, "MODEL.SOLOV2.NUM_KERNELS", 32]
+# published by AdelaiDet (configs/SOLOv2/README.md): COCO val mask AP of its R50 3x model; no speed given
+ADELAIDET_R50_3X = {"mask AP": 37.6, "inference time": "not published"}
+STAGES = ("backbone+FPN", "instance head", "mask head", "candidates+masks", "matrix NMS", "resize", "boxes")
+
+
+def build(count: int, image: torch.Tensor, tiny: bool):
+    from blendmask import build_model_and_load, load_config
+    from blendmask.modeling.solov2 import point_nms
+
+    opts = ["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu"] + (TINY_OPTS if tiny else [])
+    torch.manual_seed(0)
+    model = build_model_and_load(load_config(CONFIG, opts))
+    with torch.no_grad():  # the N-th largest category score of this input
+        images = model.preprocess_image([{"image": image}])
+        cate, _, _ = model.heads(model.backbone(model.backbone_input(images.tensor)))
+        scores = torch.cat([point_nms(torch.sigmoid(x)).flatten() for x in cate])
+    kth = scores.topk(count).values[-1]
+    threshold = torch.nextafter(kth, torch.tensor(-1.0)).item()
+    model.test_params = dataclasses.replace(model.test_params, score_thr=threshold, nms_pre=count,
+                                            max_per_img=count, update_thr=0.0)
+    return model
+
+
+def instrument(model, timer: StageTimer):
+    from blendmask.modeling.solov2 import inference as solov2_inference
+    from blendmask.modeling.solov2 import meta_arch
+
+    timer.module("backbone+FPN", model.backbone)
+    timer.module("instance head", model.ins_head)
+    timer.module("mask head", model.mask_head)
+    timer.method("candidates+masks", meta_arch, "solov2_inference_single")  # includes matrix NMS
+    timer.method("matrix NMS", solov2_inference, "matrix_nms")
+    timer.method("resize", meta_arch, "resize_mask_probs")
+    timer.method("boxes", meta_arch, "boxes_from_masks")
+
+
+def run(settings, runs: int, warmup: int):
+    timer = StageTimer()
+    for model, _ in settings.values():
+        instrument(model, timer)
+    totals = {k: [] for k in settings}
+    stages = {k: {} for k in settings}
+    counts = {}
+    keys = list(settings)
+    with torch.no_grad():
+        for _ in range(warmup):
+            for key in keys:
+                settings[key][0](settings[key][1])
+        for r in range(runs):
+            for key in keys if r % 2 == 0 else reversed(keys):
+                model, inputs = settings[key]
+                timer.reset()
+                start = time.perf_counter()
+                out = model(inputs)
+                totals[key].append(time.perf_counter() - start)
+                for name, value in timer.times.items():
+                    stages[key].setdefault(name, []).append(value)
+                counts[key] = len(out[0]["instances"])
+            print(f"round {r + 1}/{runs} done", flush=True)
+    timer.remove()
+    results = {}
+    for key in keys:
+        st = {k: 1000 * statistics.median(v) for k, v in stages[key].items()}
+        st["candidates+masks"] = st.get("candidates+masks", 0.0) - st.get("matrix NMS", 0.0)  # exclusive
+        results[key] = {"median_ms": 1000 * statistics.median(totals[key]), "min_ms": 1000 * min(totals[key]),
+                        "max_ms": 1000 * max(totals[key]), "detections": counts[key], "stages_ms": st}
+    return results
+
+
+def markdown(results, size, threads) -> str:
+    lines = [f"SOLOv2 R50 (random init), input {size[0]}x{size[1]}, {threads} CPU thread(s)", "",
+             "| N forced | dets | median ms | spread ms | " + " | ".join(STAGES) + " |",
+             "|---:|---:|---:|---|" + "---:|" * len(STAGES)]
+    for n, r in sorted(results.items()):
+        stages = " | ".join(f"{r['stages_ms'].get(s, 0.0):.0f}" for s in STAGES)
+        lines.append(f"| {n} | {r['detections']} | {r['median_ms']:.0f} | {r['min_ms']:.0f}-{r['max_ms']:.0f} | "
+                     f"{stages} |")
+    lines += ["", f"AdelaiDet's SOLOv2 R50 3x (published): mask AP {ADELAIDET_R50_3X['mask AP']} on COCO val; "
+              f"inference time {ADELAIDET_R50_3X['inference time']}."]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--counts", type=int, nargs="+", default=[10, 50, 100])
+    parser.add_argument("--size", type=int, nargs=2, default=[800, 1333])
+    parser.add_argument("--out", default=str(REPO / "output" / "benchmarks"))
+    parser.add_argument("--tiny", action="store_true", help="narrow model, small image (tests)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    size = (96, 128) if args.tiny else tuple(args.size)
+    g = torch.Generator().manual_seed(0)
+    image = (torch.rand(3, *size, generator=g) * 255).round()
+    inputs = [{"image": image, "height": size[0], "width": size[1]}]
+    settings = {n: (build(n, image, args.tiny), inputs) for n in args.counts}
+    results = run(settings, args.runs, args.warmup)
+    table = markdown(results, size, args.threads)
+    print(table)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "solov2_inference.json").write_text(json.dumps({str(k): v for k, v in results.items()}, indent=1))
+    (out / "solov2_inference.md").write_text(table + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    main()
