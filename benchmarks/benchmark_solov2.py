@@ -2,7 +2,7 @@
 """Inference latency of SOLOv2 R50 (configs/SOLOv2/R50_3x.yaml) on CPU, with per-stage times.
 
     python benchmarks/benchmark_solov2.py [--runs 5] [--warmup 1] [--threads 2] [--counts 10 50 100]
-        [--size 800 1333] [--out output/benchmarks] [--tiny]
+        [--size 800 1333] [--out output/benchmarks] [--tiny] [--no-blendmask]
 
 The model is randomly initialised (no download). A random model's category scores sit far below
 SOLOv2's 0.1 threshold, so the detection count N is forced: the score threshold is set just below
@@ -11,7 +11,9 @@ threshold 0, so N candidates go through the dynamic masks, matrix NMS, the two-s
 the mask boxes, as a trained model's N detections would. Inputs are one random 800x1333 image
 (the test size; results at that size). Each setting's figure is the median (min-max) of ``--runs``
 eval-mode forwards under no_grad after ``--warmup`` runs, settings interleaved round by round;
-stages come from forward hooks and function wrappers (benchmark_inference.StageTimer).
+stages come from forward hooks and function wrappers (benchmark_inference.StageTimer). BlendMask
+R_50 runs in the same rounds (benchmark_inference's forced counts), so the ratio row compares the
+two under the same load whatever else the machine is doing (``--no-blendmask`` skips it).
 ``--tiny`` uses a narrow model and small images (for the test suite).
 """
 
@@ -27,6 +29,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
+import benchmark_inference  # noqa: E402
 from benchmark_inference import StageTimer  # noqa: E402
 
 CONFIG = REPO / "configs" / "SOLOv2" / "R50_3x.yaml"
@@ -72,9 +75,10 @@ def instrument(model, timer: StageTimer):
 
 
 def run(settings, runs: int, warmup: int):
+    """settings: {(model name, N): (model, inputs, instrument function)}."""
     timer = StageTimer()
-    for model, _ in settings.values():
-        instrument(model, timer)
+    for model, _, add_stages in settings.values():
+        add_stages(model, timer)
     totals = {k: [] for k in settings}
     stages = {k: {} for k in settings}
     counts = {}
@@ -85,7 +89,7 @@ def run(settings, runs: int, warmup: int):
                 settings[key][0](settings[key][1])
         for r in range(runs):
             for key in keys if r % 2 == 0 else reversed(keys):
-                model, inputs = settings[key]
+                model, inputs, _ = settings[key]
                 timer.reset()
                 start = time.perf_counter()
                 out = model(inputs)
@@ -98,20 +102,25 @@ def run(settings, runs: int, warmup: int):
     results = {}
     for key in keys:
         st = {k: 1000 * statistics.median(v) for k, v in stages[key].items()}
-        st["candidates+masks"] = st.get("candidates+masks", 0.0) - st.get("matrix NMS", 0.0)  # exclusive
+        if "candidates+masks" in st:  # exclusive of matrix NMS
+            st["candidates+masks"] -= st.get("matrix NMS", 0.0)
         results[key] = {"median_ms": 1000 * statistics.median(totals[key]), "min_ms": 1000 * min(totals[key]),
                         "max_ms": 1000 * max(totals[key]), "detections": counts[key], "stages_ms": st}
     return results
 
 
 def markdown(results, size, threads) -> str:
-    lines = [f"SOLOv2 R50 (random init), input {size[0]}x{size[1]}, {threads} CPU thread(s)", "",
-             "| N forced | dets | median ms | spread ms | " + " | ".join(STAGES) + " |",
-             "|---:|---:|---:|---|" + "---:|" * len(STAGES)]
-    for n, r in sorted(results.items()):
-        stages = " | ".join(f"{r['stages_ms'].get(s, 0.0):.0f}" for s in STAGES)
-        lines.append(f"| {n} | {r['detections']} | {r['median_ms']:.0f} | {r['min_ms']:.0f}-{r['max_ms']:.0f} | "
-                     f"{stages} |")
+    lines = [f"Random init, input {size[0]}x{size[1]}, {threads} CPU thread(s)", "",
+             "| model | N forced | dets | median ms | spread ms | stages (median ms) |",
+             "|---|---:|---:|---:|---|---|"]
+    for (name, n), r in sorted(results.items()):
+        stages = ", ".join(f"{k} {v:.0f}" for k, v in r["stages_ms"].items())
+        lines.append(f"| {name} | {n} | {r['detections']} | {r['median_ms']:.0f} | "
+                     f"{r['min_ms']:.0f}-{r['max_ms']:.0f} | {stages} |")
+    for (name, n), r in sorted(results.items()):
+        other = results.get(("BlendMask R_50", n))
+        if name == "SOLOv2 R50" and other:
+            lines.append(f"| SOLOv2 / BlendMask | {n} | | {r['median_ms'] / other['median_ms']:.2f} | | |")
     lines += ["", f"AdelaiDet's SOLOv2 R50 3x (published): mask AP {ADELAIDET_R50_3X['mask AP']} on COCO val; "
               f"inference time {ADELAIDET_R50_3X['inference time']}."]
     return "\n".join(lines)
@@ -126,19 +135,24 @@ def main(argv=None):
     parser.add_argument("--size", type=int, nargs=2, default=[800, 1333])
     parser.add_argument("--out", default=str(REPO / "output" / "benchmarks"))
     parser.add_argument("--tiny", action="store_true", help="narrow model, small image (tests)")
+    parser.add_argument("--no-blendmask", action="store_true", help="time SOLOv2 alone")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     size = (96, 128) if args.tiny else tuple(args.size)
     g = torch.Generator().manual_seed(0)
     image = (torch.rand(3, *size, generator=g) * 255).round()
     inputs = [{"image": image, "height": size[0], "width": size[1]}]
-    settings = {n: (build(n, image, args.tiny), inputs) for n in args.counts}
+    settings = {("SOLOv2 R50", n): (build(n, image, args.tiny), inputs, instrument) for n in args.counts}
+    if not args.no_blendmask:
+        for n in args.counts:
+            model = benchmark_inference.build("ours", benchmark_inference.BLENDMASK, n, args.tiny)
+            settings[("BlendMask R_50", n)] = (model, inputs, lambda m, t: benchmark_inference.instrument("ours", m, t))
     results = run(settings, args.runs, args.warmup)
     table = markdown(results, size, args.threads)
     print(table)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "solov2_inference.json").write_text(json.dumps({str(k): v for k, v in results.items()}, indent=1))
+    (out / "solov2_inference.json").write_text(json.dumps({f"{m} N={n}": v for (m, n), v in results.items()}, indent=1))
     (out / "solov2_inference.md").write_text(table + "\n")
     return results
 
