@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Inference latency of BlendMask vs FCOS vs detectron2's Mask R-CNN, in one process, same inputs.
+"""Inference latency of BlendMask vs CenterMask vs FCOS vs detectron2's Mask R-CNN, in one process, same inputs.
 
     python benchmarks/benchmark_inference.py [--runs 5] [--threads 2] [--counts 10 50 100 200]
         [--size 800 1333] [--out output/benchmarks] [--tiny]
@@ -42,6 +42,8 @@ MODELS = {
     "BlendMask R_50": ("ours", BLENDMASK, None, ()),
     "BlendMask R_50 550": ("ours", "configs/BlendMask/550_R_50_3x.yaml", (550, 916), ()),
     "FCOS R_50": ("ours", FCOS, None, ()),
+    "CenterMask V-39": ("ours", "configs/CenterMask/centermask_V_39_eSE_FPN_ms_3x.yaml", None, ()),
+    "CenterMask-Lite V-19": ("ours", "configs/CenterMask/centermask_lite_V_19_eSE_FPN_ms_4x.yaml", None, ()),
     "Mask R-CNN R50-FPN": ("d2", MASK_RCNN, None, ()),
     # detectron2's Mask R-CNN fed a channels-last batch, as our models are on CPU
     "Mask R-CNN R50-FPN NHWC": ("d2-nhwc", MASK_RCNN, None, ()),
@@ -52,10 +54,16 @@ MODELS = {
     "BlendMask R_50 unfolded-BN": ("ours", BLENDMASK, None, ("bn-fold",)),
     "BlendMask R_50 before": ("ours", BLENDMASK, None, ("sparse-attn", "channels-last", "lazy-paste", "bn-fold")),
 }
-DEFAULT_MODELS = ["BlendMask R_50", "BlendMask R_50 550", "FCOS R_50", "Mask R-CNN R50-FPN"]
+DEFAULT_MODELS = ["BlendMask R_50", "BlendMask R_50 550", "FCOS R_50", "CenterMask V-39", "CenterMask-Lite V-19",
+                  "Mask R-CNN R50-FPN"]
 
 TINY_OPTS = ["MODEL.RESNETS.STEM_OUT_CHANNELS", 16, "MODEL.RESNETS.RES2_OUT_CHANNELS", 32,
              "MODEL.RESNETS.WIDTH_PER_GROUP", 8, "MODEL.FPN.OUT_CHANNELS", 64]
+TINY_CENTERMASK_OPTS = ["MODEL.VOVNET.CONV_BODY", "V-19-slim-dw-eSE", "MODEL.ROI_MASK_HEAD.CONV_DIM", 64,
+                        "MODEL.ROI_MASKIOU_HEAD.CONV_DIM", 16]
+# CenterMask's mask branch (per ROI) and its FCOS (per image): the stages of the "mask branch / FCOS" rows
+MASK_BRANCH_STAGES = ("ROIAlign", "SAG-Mask", "MaskIoU", "paste")
+FCOS_STAGES = ("backbone+FPN", "head", "post-processing")
 
 
 # each speed-up's config key, and the value that switches it off (outputs equal up to float rounding)
@@ -82,6 +90,8 @@ def build(family, config, count, tiny, ablations=()):
                 "MODEL.FCOS.NMS_TH", 1.0, "MODEL.FCOS.POST_NMS_TOPK_TEST", count]
         if tiny:
             opts += TINY_OPTS + ["MODEL.BASIS_MODULE.CONVS_DIM", 32]
+            if "CenterMask" in config:
+                opts += TINY_CENTERMASK_OPTS
         cfg = load_config(REPO / config, opts + switch_off_opts(ablations))
     else:
         cfg = get_cfg()
@@ -171,6 +181,14 @@ def instrument(kind, model, timer):
             timer.module("basis module", model.basis_module)
             timer.method("attention", model.top_layer, "at_locations")
             timer.method("blender", model.blender, "mask_probs")
+        if hasattr(model, "roi_heads"):  # CenterMask
+            from blendmask.modeling.centermask import meta_arch as centermask_meta_arch
+
+            timer.method("paste", centermask_meta_arch, "postprocess_detections")
+            timer.method("ROIAlign", model.roi_heads, "pool")
+            timer.module("SAG-Mask", model.roi_heads.mask_head)
+            if model.roi_heads.maskiou_head is not None:
+                timer.module("MaskIoU", model.roi_heads.maskiou_head)
     else:
         timer.module("head", model.proposal_generator.rpn_head)
         timer.method("head", model.roi_heads, "_forward_box")  # box head + its post-processing
@@ -290,6 +308,13 @@ def markdown(results, counts):
             row.append(f"{ra['median_ms'] / rb['median_ms']:.2f}" if ra and rb else "-")
         lines.append(f"| {label} | " + " | ".join(row) + " |")
     for name in sorted({m for m, _, _ in results}):
+        runs = {k: r for (m, _, k), r in results.items() if m == name}
+        if all(s in r["stages_ms"] for r in runs.values() for s in MASK_BRANCH_STAGES):
+            share = [sum(runs[n]["stages_ms"][s] for s in MASK_BRANCH_STAGES)
+                     / sum(runs[n]["stages_ms"].get(s, 0.0) for s in FCOS_STAGES) if n in runs else None
+                     for n in counts]
+            lines.append(f"| {name}: mask branch / FCOS | " + " | ".join(
+                "-" if v is None else f"{v:.3f}" for v in share) + " |")
         first = next((r for (m, _, k), r in results.items() if m == name and k == counts[0]), None)
         last = next((r for (m, _, k), r in results.items() if m == name and k == counts[-1]), None)
         if first and last and len(counts) > 1:

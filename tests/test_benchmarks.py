@@ -18,8 +18,9 @@ def _run(script, *args):
 def test_inference_benchmark_table(tmp_path):
     out = _run("benchmark_inference.py", "--tiny", "--runs", "1", "--warmup", "1", "--counts", "5", "12",
                "--out", str(tmp_path))
-    rows = [line for line in out.splitlines() if re.match(r"\| (BlendMask|FCOS|Mask R-CNN)[^|]*\| \d+x\d+ \|", line)]
-    assert len(rows) == 4 * 2, out
+    rows = [line for line in out.splitlines()
+            if re.match(r"\| (BlendMask|FCOS|CenterMask|Mask R-CNN)[^|]*\| \d+x\d+ \|", line)]
+    assert len(rows) == 6 * 2, out
     for row in rows:
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert len(cells) == 8
@@ -29,7 +30,11 @@ def test_inference_benchmark_table(tmp_path):
     assert re.search(r"\| BlendMask / FCOS \| \d+\.\d\d \| \d+\.\d\d \|", out)
     records = json.loads((tmp_path / "inference.json").read_text())
     assert {r["model"] for r in records} == {"BlendMask R_50", "BlendMask R_50 550", "FCOS R_50",
-                                              "Mask R-CNN R50-FPN"}
+                                              "CenterMask V-39", "CenterMask-Lite V-19", "Mask R-CNN R50-FPN"}
+    centermask = next(r for r in records if r["model"] == "CenterMask V-39")
+    assert {"backbone+FPN", "head", "post-processing", "ROIAlign", "SAG-Mask", "MaskIoU", "paste"} <= set(
+        centermask["stages_ms"])
+    assert re.search(r"\| CenterMask V-39: mask branch / FCOS \| \d+\.\d{3} \| \d+\.\d{3} \|", out)
     blend = next(r for r in records if r["model"] == "BlendMask R_50")
     assert {"backbone+FPN", "head", "post-processing", "basis module", "attention", "blender", "paste"} <= set(
         blend["stages_ms"])
