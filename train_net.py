@@ -6,6 +6,10 @@
     python train_net.py --config-file configs/Shapes/BlendMask_R18.yaml --eval-only \
         MODEL.WEIGHTS output/shapes/blendmask_R18/model_final.pth
     python train_net.py --num-gpus 8 --config-file configs/BlendMask/R_50_1x.yaml
+    torchrun --nproc-per-node 2 train_net.py --config-file configs/Shapes/BlendMask_R18.yaml
+
+``--num-gpus N`` starts N processes per machine: one per GPU with NCCL, or N sharing the CPU cores
+with gloo on a machine without (enough) GPUs (``blendmask.engine.launch``).
 
 Trailing ``KEY VALUE`` pairs override the config. ``--coco-dataset NAME JSON IMAGE_ROOT``
 registers your own COCO-format data. The number of classes is taken from the training datasets'
@@ -24,7 +28,7 @@ warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
 
 import detectron2.utils.comm as comm
 import torch
-from detectron2.engine import default_argument_parser, launch
+from detectron2.engine import default_argument_parser
 from detectron2.utils.logger import setup_logger
 
 import blendmask
@@ -32,6 +36,7 @@ from blendmask.checkpoint import BlendMaskCheckpointer, CheckpointMismatchError,
 from blendmask.data import set_num_classes
 from blendmask.engine import Trainer, register_datasets
 from blendmask.engine.build import warn_if_trained_differently
+from blendmask.engine.launch import launch
 from blendmask.engine.setup import setup_run
 from blendmask.utils.env import quiet_startup
 

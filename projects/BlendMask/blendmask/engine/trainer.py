@@ -1,15 +1,18 @@
 """The trainer behind ``train_net.py`` and ``tools/main_job.py``."""
 
+import contextlib
 import logging
 import os
 import weakref
 
+import detectron2.engine.defaults as d2_defaults
 from detectron2.engine import DefaultTrainer, TrainerBase
 
 from ..checkpoint import BlendMaskCheckpointer
 from ..data import build_train_loader
 from ..evaluation import MaskScoringCOCOEvaluator
 from ..utils.env import detectron2_has_compiled_ops
+from .launch import create_ddp_model
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +39,17 @@ class Trainer(DefaultTrainer):
     - a training loader that skips records whose image cannot be read, with a warning naming it;
     - the optimizer state saved under ``"_trainer"`` (the layout of later detectron2), so
       ``--resume`` continues with the same momentum and learning rate;
+    - several processes on CPUs (gloo) as well as GPUs: the model is wrapped by
+      :func:`blendmask.engine.launch.create_ddp_model` (no ``device_ids`` for a CPU model, SyncBN as
+      ``NaiveSyncBatchNorm`` there), not by detectron2's;
+    - ``--resume`` from a checkpoint without optimizer state (detectron2 0.6's) on any detectron2;
     - ``COCOEvaluator`` on its fast path only when detectron2's compiled ops are installed, with
       segm results ranked by ``mask_scores`` when the model has them (``MaskScoringCOCOEvaluator``).
     """
+
+    def __init__(self, cfg):
+        with _our_ddp_wrapper():
+            super().__init__(cfg)
 
     def build_hooks(self):
         # DefaultTrainer.__init__ calls this before anything loads, so every load and save uses it.
@@ -61,13 +72,13 @@ class Trainer(DefaultTrainer):
         return state
 
     def load_state_dict(self, state_dict):
-        super().load_state_dict(state_dict)
-        if _D2_SAVES_OPTIMIZER:
-            return
-        if "_trainer" in state_dict:
-            self._trainer.load_state_dict(state_dict["_trainer"])
-        else:
+        if "_trainer" not in state_dict:  # detectron2 after 0.6 would raise KeyError
+            TrainerBase.load_state_dict(self, state_dict)  # the iteration and the hooks' state
             logger.warning("the checkpoint has no optimizer state: SGD momentum restarts from zero")
+            return
+        super().load_state_dict(state_dict)
+        if not _D2_SAVES_OPTIMIZER:
+            self._trainer.load_state_dict(state_dict["_trainer"])
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
@@ -75,3 +86,15 @@ class Trainer(DefaultTrainer):
         # segm AP ranks masks by mask_scores when the model predicts them (CenterMask with MaskIoU)
         return MaskScoringCOCOEvaluator(dataset_name, output_dir=output_folder,
                                         use_fast_impl=detectron2_has_compiled_ops())
+
+
+@contextlib.contextmanager
+def _our_ddp_wrapper():
+    """DefaultTrainer.__init__ wraps the model with the ``create_ddp_model`` of its own module:
+    use ours (CPU models, SyncBN on CPUs) while it runs."""
+    theirs = d2_defaults.create_ddp_model
+    d2_defaults.create_ddp_model = create_ddp_model
+    try:
+        yield
+    finally:
+        d2_defaults.create_ddp_model = theirs

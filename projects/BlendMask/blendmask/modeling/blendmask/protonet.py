@@ -53,12 +53,15 @@ class ProtoNet(nn.Module):
         self.tower = nn.Sequential(*tower)
         if loss_on:
             in_channels = input_shape[in_features[0]].channels
+            # BatchNorm whatever the tower's norm, as AdelaiDet; synchronised across processes when
+            # the tower's is (SyncBN), so several processes train as one with the same total batch
+            seg_bn = nn.SyncBatchNorm if norm == "SyncBN" else nn.BatchNorm2d
             self.seg_head = nn.Sequential(
                 nn.Conv2d(in_channels, convs_dim, 3, padding=1, bias=False),
-                nn.BatchNorm2d(convs_dim),
+                seg_bn(convs_dim),
                 nn.ReLU(),
                 nn.Conv2d(convs_dim, convs_dim, 3, padding=1, bias=False),
-                nn.BatchNorm2d(convs_dim),
+                seg_bn(convs_dim),
                 nn.ReLU(),
                 nn.Conv2d(convs_dim, num_classes + 1, kernel_size=1),
             )
