@@ -91,26 +91,10 @@ def run_with_intermediates(model, image_chw_u8, height, width):
 
 def match_detections(ref_boxes, ref_classes, boxes, classes):
     """Index into ours for each reference detection (-1 when unmatched): by rank, else (scores
-    within SCORE_ATOL may swap) by class and box IoU > 0.99."""
-    from detectron2.structures import pairwise_iou
+    within SCORE_ATOL may swap) by class and box IoU > 0.99 (adelaidet_fixtures' matcher)."""
+    from adelaidet_fixtures import match_detections as match_by_rank_then_iou
 
-    n = len(ref_boxes)
-    match = np.full(n, -1)
-    used = set()
-    for i in range(min(n, len(boxes))):
-        if classes[i] == ref_classes[i] and np.abs(boxes[i] - ref_boxes[i]).max() <= BOX_ATOL:
-            match[i] = i
-            used.add(i)
-    if (match >= 0).all():
-        return match
-    ious = pairwise_iou(Boxes(torch.as_tensor(ref_boxes)), Boxes(torch.as_tensor(boxes))).numpy()
-    for i in np.nonzero(match < 0)[0]:
-        for j in np.argsort(-ious[i]):
-            if j not in used and ious[i, j] > 0.99 and classes[j] == ref_classes[i]:
-                match[i] = j
-                used.add(j)
-                break
-    return match
+    return match_by_rank_then_iou(ref_boxes, None, ref_classes, boxes, None, classes)
 
 
 def training_inputs():

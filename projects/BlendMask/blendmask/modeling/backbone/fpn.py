@@ -44,12 +44,21 @@ def build_fcos_resnet_fpn_backbone(cfg, input_shape: ShapeSpec):
         bottom_up = build_resnet_interval_backbone(cfg, input_shape)
     else:
         bottom_up = build_resnet_backbone(cfg, input_shape)
+    return build_fpn(cfg, bottom_up)
+
+
+def build_fpn(cfg, bottom_up, top_block="fcos"):
+    """detectron2's FPN on ``bottom_up`` with MODEL.FPN.*; ``top_block`` "fcos" adds
+    MODEL.FCOS.TOP_LEVELS extra levels from P5 (see :func:`build_top_block`), else it is the top
+    block itself (or None)."""
     out_channels = cfg.MODEL.FPN.OUT_CHANNELS
+    if top_block == "fcos":
+        top_block = build_top_block(cfg.MODEL.FCOS.TOP_LEVELS, out_channels)
     return FPN(
         bottom_up=bottom_up,
         in_features=cfg.MODEL.FPN.IN_FEATURES,
         out_channels=out_channels,
         norm=cfg.MODEL.FPN.NORM,
-        top_block=build_top_block(cfg.MODEL.FCOS.TOP_LEVELS, out_channels),
+        top_block=top_block,
         fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
     )

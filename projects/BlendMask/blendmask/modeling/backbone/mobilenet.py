@@ -7,10 +7,9 @@ outputs are taken after blocks 6, 13 and 17 (strides 8, 16, 32) as res3, res4, r
 
 from detectron2.layers import ShapeSpec, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
-from detectron2.modeling.backbone import FPN
 from torch import nn
 
-from .fpn import build_top_block
+from .fpn import build_fpn
 
 # (expansion t, output channels c, repeats n, first stride s)
 _INVERTED_RESIDUAL_SETTING = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
@@ -91,12 +90,4 @@ def build_mobilenetv2_backbone(cfg, input_shape: ShapeSpec):
 @BACKBONE_REGISTRY.register()
 def build_fcos_mobilenetv2_fpn_backbone(cfg, input_shape: ShapeSpec):
     """MobileNetV2 + FPN + MODEL.FCOS.TOP_LEVELS extra levels from P5."""
-    out_channels = cfg.MODEL.FPN.OUT_CHANNELS
-    return FPN(
-        bottom_up=build_mobilenetv2_backbone(cfg, input_shape),
-        in_features=cfg.MODEL.FPN.IN_FEATURES,
-        out_channels=out_channels,
-        norm=cfg.MODEL.FPN.NORM,
-        top_block=build_top_block(cfg.MODEL.FCOS.TOP_LEVELS, out_channels),
-        fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
-    )
+    return build_fpn(cfg, build_mobilenetv2_backbone(cfg, input_shape))

@@ -22,11 +22,10 @@ from typing import Dict, List, Sequence
 import torch
 from detectron2.layers import ShapeSpec, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone
-from detectron2.modeling.backbone import FPN
 from torch import nn
 from torch.nn import functional as F
 
-from .fpn import build_top_block
+from .fpn import build_fpn
 
 _SPEC_FIELDS = ("stem", "stage_conv_ch", "stage_out_ch", "layer_per_block", "block_per_stage", "eSE", "dw")
 _VOVNET_SPECS: Dict[str, dict] = {}
@@ -262,22 +261,10 @@ def build_vovnet_backbone(cfg, input_shape: ShapeSpec):
     return model.freeze(cfg.MODEL.BACKBONE.FREEZE_AT)
 
 
-def _fpn(cfg, bottom_up, top_levels):
-    out_channels = cfg.MODEL.FPN.OUT_CHANNELS
-    return FPN(
-        bottom_up=bottom_up,
-        in_features=cfg.MODEL.FPN.IN_FEATURES,
-        out_channels=out_channels,
-        norm=cfg.MODEL.FPN.NORM,
-        top_block=build_top_block(top_levels, out_channels),
-        fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
-    )
-
-
 @BACKBONE_REGISTRY.register()
 def build_fcos_vovnet_fpn_backbone(cfg, input_shape: ShapeSpec):
     """VoVNet + FPN on MODEL.FPN.IN_FEATURES + MODEL.FCOS.TOP_LEVELS extra levels from P5 (P6, P7)."""
-    return _fpn(cfg, build_vovnet_backbone(cfg, input_shape), cfg.MODEL.FCOS.TOP_LEVELS)
+    return build_fpn(cfg, build_vovnet_backbone(cfg, input_shape))
 
 
 @BACKBONE_REGISTRY.register()
@@ -285,12 +272,4 @@ def build_vovnet_fpn_backbone(cfg, input_shape: ShapeSpec):
     """VoVNet + FPN with detectron2's max-pooled P6 (as Mask R-CNN on VoVNet uses it)."""
     from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 
-    out_channels = cfg.MODEL.FPN.OUT_CHANNELS
-    return FPN(
-        bottom_up=build_vovnet_backbone(cfg, input_shape),
-        in_features=cfg.MODEL.FPN.IN_FEATURES,
-        out_channels=out_channels,
-        norm=cfg.MODEL.FPN.NORM,
-        top_block=LastLevelMaxPool(),
-        fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
-    )
+    return build_fpn(cfg, build_vovnet_backbone(cfg, input_shape), top_block=LastLevelMaxPool())
