@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
 import torch
-from detectron2.structures import Boxes, Instances
 
 from ...inference import Locations
 
@@ -55,15 +54,3 @@ class FCOSOutput:
         cells = torch.cat([d["cells"] for d in self.detections])
         images = torch.cat([torch.full_like(d["cells"], i) for i, d in enumerate(self.detections)])
         return Locations(levels, images, cells)
-
-    def instances(self, image_sizes) -> List[Instances]:
-        """The detections as detectron2 ``Instances`` (pred_boxes, scores, pred_classes, fpn_levels)."""
-        out = []
-        for det, size in zip(self.detections, image_sizes):
-            inst = Instances(tuple(size))
-            inst.pred_boxes = Boxes(det["boxes"])
-            inst.scores = det["scores"]
-            inst.pred_classes = det["classes"]
-            inst.fpn_levels = det["levels"]
-            out.append(inst)
-        return out
