@@ -1,90 +1,65 @@
 #!/usr/bin/env python
 """Print how far our models are from their reference implementations on the shared fixtures.
 
-    python tools/compare_reference.py [--models adelaidet solov2] [--nchw]
+    python tools/compare_reference.py [REFERENCE ...] [--nchw]
 
-``adelaidet``: BlendMask, FCOS and the RT variant against AdelaiDet (tools/compare_adelaidet.py).
-``solov2``: SOLOv2 against AdelaiDet's SOLOv2 (../shared/reference/solov2): per image the
-detection count, the candidate count, the largest differences of category logits, kernels, mask
-feature, candidate scores, soft masks, maskness, NMS input/output scores and final scores,
-``sum_masks`` (px), rank swaps, flipped mask pixels and the smallest mask IoU (detections matched
-by grid cell and class); then the training targets (exact or not) and each loss's relative
-difference. The test suite checks the same quantities (tests/test_solov2_equivalence.py).
-``--nchw``: inference in the reference's NCHW memory format (``TEST.CHANNELS_LAST_ON_CPU False``).
+REFERENCE is one or more of (default: every one whose fixture is present in ../shared/reference):
+
+``adelaidet``    BlendMask, FCOS and the RT variant against AdelaiDet   (tools/compare_adelaidet.py)
+``centermask2``  CenterMask V-39 against centermask2                    (tools/compare_centermask.py)
+``solov2``       SOLOv2 against AdelaiDet's SOLOv2                      (tools/compare_solov2.py)
+``aggmask``      AggMask* against the authors' head                     (tools/compare_aggmask.py)
+``panoptic``     Panoptic BlendMask against AdelaiDet                   (tools/compare_panoptic.py)
+
+Each comparison prints its measured differences (the test suite checks the same quantities
+against the same tolerances). ``--nchw`` runs inference in the references' NCHW memory format
+(``TEST.CHANNELS_LAST_ON_CPU False``) where a comparison supports it. Exits non-zero when any
+comparison reports a difference beyond tolerance.
 """
 
 import argparse
-import copy
-import os
+import importlib
 import sys
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "reference"
+
+# reference name -> (tools module, fixture folder that must exist, takes --nchw)
+REFERENCES = {
+    "adelaidet": ("compare_adelaidet", SHARED / "adelaidet", True),
+    "centermask2": ("compare_centermask", SHARED / "centermask2", True),
+    "solov2": ("compare_solov2", SHARED / "solov2", True),
+    "aggmask": ("compare_aggmask", SHARED / "aggmask", False),
+    "panoptic": ("compare_panoptic", SHARED / "adelaidet" / "panoptic", True),
+}
 
 
-def compare_solov2(nchw: bool):
-    from solov2_fixtures import (
-        check_image,
-        compare_image,
-        load_fixture_model,
-        reference_outputs,
-        run_image,
-        solov2_file,
-        training_inputs,
-    )
-
-    from blendmask.modeling.solov2 import solov2_targets_single
-
-    model = load_fixture_model(["TEST.CHANNELS_LAST_ON_CPU", not nchw])
-    ref = reference_outputs()
-    for i in range(3):
-        h, w = (int(v) for v in ref[f"img{i}_orig_hw"])
-        result, record = run_image(model, ref[f"img{i}_input_bgr_chw_u8"], h, w)
-        m, problems = compare_image(ref, i, result, record)
-        failures = check_image(m, problems)
-        details = ", ".join(f"{k} {v:.5f}" if k == "min_mask_iou" else f"{k} {v:.2e}" if isinstance(v, float)
-                            else f"{k} {v}" for k, v in m.items() if k not in ("count", "ref_count"))
-        print(f"solov2 image {i}: {m['count']} detections (AdelaiDet {m['ref_count']}); {details}; "
-              f"{'within tolerance' if not failures else 'OUT OF TOLERANCE: ' + '; '.join(failures)}", flush=True)
-    inputs, ref_losses = training_inputs()
-    targets = np.load(solov2_file("solov2_tiny_train_targets.npz"))
-    inst = inputs["instances"]
-    levels = solov2_targets_single(inst.gt_boxes.tensor, inst.gt_classes, inst.gt_masks.tensor, (120, 160),
-                                   model.ins_head.num_grids, model.scale_ranges, model.sigma, model.num_classes)
-    exact = all(
-        np.array_equal(getattr(t, key).numpy(), targets[f"level{level}_{key}"])
-        for level, t in enumerate(levels) for key in ("cate_label", "ins_ind_label", "grid_order", "ins_label")
-    )
-    print(f"solov2 training targets: {'identical' if exact else 'DIFFERENT'} "
-          f"(positives per level {[len(t.grid_order) for t in levels]})")
-    losses = copy.deepcopy(model).train()([inputs])
-    losses["_total"] = sum(losses.values())
-    for key, value in losses.items():
-        rel = abs(value.item() / ref_losses[key] - 1)
-        print(f"solov2 {key}: {value.item():.7f} (AdelaiDet {ref_losses[key]:.7f}), relative difference {rel:.1e}")
-
-
-def main(argv=None):
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["adelaidet", "solov2"], choices=["adelaidet", "solov2"])
+    parser.add_argument("references", nargs="*", metavar="REFERENCE",
+                        help=f"any of {', '.join(REFERENCES)} (default: all present)")
+    parser.add_argument("--models", nargs="+", choices=list(REFERENCES), help=argparse.SUPPRESS)  # old spelling
     parser.add_argument("--nchw", action="store_true", help="TEST.CHANNELS_LAST_ON_CPU False")
-    parser.add_argument("--solov2-dir", default=str(REPO.parent / "shared" / "reference" / "solov2"))
     args = parser.parse_args(argv)
-    os.environ["BLENDMASK_SOLOV2_REFERENCE_DIR"] = args.solov2_dir
-    sys.path.insert(0, str(REPO / "tests"))
+    names = list(args.references or args.models or [])
+    unknown = [n for n in names if n not in REFERENCES]
+    if unknown:
+        parser.error(f"unknown reference {', '.join(unknown)}; choose from {', '.join(REFERENCES)}")
     sys.path.insert(0, str(REPO / "tools"))
-    import torch
-
-    torch.set_num_threads(2)
-    if "adelaidet" in args.models:
-        import compare_adelaidet
-
-        compare_adelaidet.main(["--nchw"] if args.nchw else [])
-    if "solov2" in args.models:
-        compare_solov2(args.nchw)
+    status = 0
+    for name in names or REFERENCES:
+        module_name, folder, takes_nchw = REFERENCES[name]
+        if not folder.is_dir() or not (REPO / "tools" / f"{module_name}.py").exists():
+            if names:
+                print(f"{name}: cannot compare: {folder} or tools/{module_name}.py is missing", flush=True)
+                status = 2
+            continue
+        print(f"== {name} ==", flush=True)
+        rc = importlib.import_module(module_name).main(["--nchw"] if args.nchw and takes_nchw else [])
+        status = max(status, int(rc or 0))
+    return status
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
