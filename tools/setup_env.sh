@@ -75,6 +75,14 @@ fi
 log "installing blendmask (editable) and the dev tools"
 "${PIP[@]}" install --no-build-isolation -e "$ROOT" -r "$ROOT/requirements-dev.txt"
 
+# panopticapi (PQ for COCOPanopticEvaluator) is on PyPI only inside panopticapi-lite, which pins numpy<2 and
+# Pillow>=10; the package itself runs on our numpy 2 and Pillow 9, so it is installed without its dependencies.
+PANOPTICAPI_REQ="panopticapi-lite==0.2.0"
+if ! "$PY" -c "import panopticapi.evaluation" 2>/dev/null; then
+  log "installing $PANOPTICAPI_REQ (the panopticapi package) without its dependencies"
+  "${PIP[@]}" install --no-deps "$PANOPTICAPI_REQ"
+fi
+
 "$PY" -c "import blendmask, detectron2; print('[setup] detectron2', detectron2.__version__, '| blendmask', blendmask.__version__)"
 echo "$SETUP_HASH" > "$STAMP"
 log "done in $(( $(date +%s) - start ))s: activate with 'source $VENV/bin/activate'"
