@@ -44,6 +44,13 @@ def _solov2_defaults() -> CN:
     s.LOSS.DICE_WEIGHT = 3.0
     s.NORM = "GN"
     s.PRIOR_PROB = 0.01
+    # Beyond AdelaiDet: where the AggMask* authors' SOLOv2 differs (configs/AggMask select theirs).
+    # The defaults keep AdelaiDet's behaviour.
+    s.MASK_TOWER_NORM = None  # the mask branch's 3x3 convs: None = as NORM; "none" = no norm (the authors')
+    s.MASK_TOWER_BIAS = True  # those convs get a bias when they have no norm (the authors': False)
+    s.KERNEL_PRED_KERNEL_SIZE = 3  # conv size of the kernel predictor (the authors': 1)
+    s.ONE_SAMPLE_PER_CELL = False  # a cell shared by two instances: a sample each (the authors': the last only)
+    s.MIN_MASK_PIXELS = 1  # ground-truth masks with fewer pixels are no targets (the authors': 10)
     # Beyond AdelaiDet (whose SOLOv2 returns all-zero boxes): give each detection the tight box of
     # its predicted mask. Scores, classes and masks are unchanged.
     s.BOXES_FROM_MASKS = True

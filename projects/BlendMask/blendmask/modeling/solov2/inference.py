@@ -6,7 +6,7 @@ No Python number depends on the data, so eager PyTorch and the exports run this 
 """
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 from torch.nn import functional as F
@@ -41,6 +41,7 @@ def _first(indices: torch.Tensor, k: int) -> torch.Tensor:
 def solov2_inference_single(
     cate_logits: List[torch.Tensor], kernels: List[torch.Tensor], mask_feat: torch.Tensor,
     strides: Sequence[int], params: SOLOv2TestParams, record: Optional[Dict[str, torch.Tensor]] = None,
+    mask_logits: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
 ) -> Dict[str, torch.Tensor]:
     """One image. ``cate_logits`` per level (C, S, S), ``kernels`` per level (E, S, S),
     ``mask_feat`` (E, Hf, Wf). Returns, sorted by decreasing score: "scores", "classes", "levels",
@@ -51,7 +52,10 @@ def solov2_inference_single(
     candidates' "cand_cells", "cand_classes", "cand_scores", "cand_sum_masks", "cand_keep"; the
     NMS inputs' "nms_in_cells", "nms_in_classes", "nms_in_scores", "nms_in_sum_masks",
     "nms_in_masks", "nms_in_maskness" and "nms_out_scores"; "cate_scores" (G, C) and
-    "kernel_grid" (G, E)."""
+    "kernel_grid" (G, E).
+
+    ``mask_logits``: cells (P,) of the category grids -> their mask logits (P, Hf, Wf); default
+    SOLOv2's, each cell's dynamic kernel on ``mask_feat`` (AggMask* passes its aggregation)."""
     num_classes = cate_logits[0].shape[0]
     scores = torch.cat([
         point_nms(torch.sigmoid(x)[None])[0].permute(1, 2, 0).reshape(-1, num_classes) for x in cate_logits
@@ -65,7 +69,8 @@ def solov2_inference_single(
     candidates = torch.nonzero(scores > params.score_thr)
     cells, classes = candidates[:, 0], candidates[:, 1]
     cand_scores = scores[cells, classes]
-    soft = torch.sigmoid(dynamic_masks(mask_feat, kernel_grid[cells]))
+    logits = dynamic_masks(mask_feat, kernel_grid[cells]) if mask_logits is None else mask_logits(cells)
+    soft = torch.sigmoid(logits)
     binary = soft > params.mask_thr
     sum_masks = binary.sum((1, 2)).to(torch.float32)
     keep = torch.nonzero(sum_masks > stride_of_level[level_of_cell[cells]]).squeeze(1)

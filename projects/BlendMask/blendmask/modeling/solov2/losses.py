@@ -53,6 +53,13 @@ def solov2_losses(
     else:  # no positive sample: a zero that keeps the graph connected
         loss_ins = mask_feat.sum() * 0 + sum(k.sum() for k in kernels) * 0
 
+    loss_cate = category_focal_loss(cate_logits, targets, num_classes, num_pos, focal_alpha, focal_gamma)
+    return {"loss_ins": loss_ins, "loss_cate": focal_weight * loss_cate}
+
+
+def category_focal_loss(cate_logits: List[torch.Tensor], targets: List[List[LevelTargets]], num_classes: int,
+                        num_pos: int, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
+    """Sigmoid focal loss summed over every cell and class of every level and image, / (num_pos + 1)."""
     logits = torch.cat([x.permute(0, 2, 3, 1).reshape(-1, num_classes) for x in cate_logits])
     labels = torch.cat([
         torch.stack([image_targets[level].cate_label.flatten() for image_targets in targets]).flatten()
@@ -61,6 +68,5 @@ def solov2_losses(
     one_hot = torch.zeros_like(logits)
     fg = torch.nonzero(labels < num_classes).squeeze(1)
     one_hot[fg, labels[fg]] = 1
-    loss_cate = sigmoid_focal_loss_jit(logits, one_hot, alpha=focal_alpha, gamma=focal_gamma, reduction="sum")
-    loss_cate = focal_weight * loss_cate / (num_pos + 1)
-    return {"loss_ins": loss_ins, "loss_cate": loss_cate}
+    loss = sigmoid_focal_loss_jit(logits, one_hot, alpha=alpha, gamma=gamma, reduction="sum")
+    return loss / (num_pos + 1)

@@ -37,7 +37,7 @@ class SOLOv2(OneStageDetector):
                  mask_in_features: Sequence[str], instance_strides: Sequence[int],
                  scale_ranges: Sequence[Sequence[float]], sigma: float, num_classes: int,
                  test_params: SOLOv2TestParams = None, loss_weights: Dict[str, float] = None,
-                 boxes_from_masks: bool = True, **kwargs):
+                 boxes_from_masks: bool = True, target_options: Dict = None, **kwargs):
         super().__init__(proposal_generator=None, **kwargs)
         self.ins_head = ins_head
         self.mask_head = mask_head
@@ -50,6 +50,8 @@ class SOLOv2(OneStageDetector):
         self.test_params = test_params or SOLOv2TestParams()
         self.loss_weights = dict(loss_weights or {})
         self.boxes_from_masks = boxes_from_masks
+        # solov2_targets_single's one_sample_per_cell / min_mask_pixels (AdelaiDet's by default)
+        self.target_options = dict(target_options or {})
 
     @classmethod
     def from_config(cls, cfg):
@@ -69,10 +71,11 @@ class SOLOv2(OneStageDetector):
             ins_head=SOLOv2InsHead(
                 s.INSTANCE_IN_CHANNELS, s.INSTANCE_CHANNELS, s.NUM_CLASSES, s.NUM_KERNELS, s.NUM_GRIDS,
                 num_convs=s.NUM_INSTANCE_CONVS, norm=s.NORM, prior_prob=s.PRIOR_PROB,
-                use_coord_conv=s.USE_COORD_CONV,
+                use_coord_conv=s.USE_COORD_CONV, kernel_pred_size=s.KERNEL_PRED_KERNEL_SIZE,
             ),
             mask_head=SOLOv2MaskHead(s.MASK_IN_CHANNELS, s.MASK_CHANNELS, s.NUM_MASKS,
-                                     num_levels=len(s.MASK_IN_FEATURES), norm=s.NORM),
+                                     num_levels=len(s.MASK_IN_FEATURES), norm=s.NORM,
+                                     tower_norm=s.MASK_TOWER_NORM, tower_bias=s.MASK_TOWER_BIAS),
             instance_in_features=s.INSTANCE_IN_FEATURES,
             mask_in_features=s.MASK_IN_FEATURES,
             instance_strides=s.FPN_INSTANCE_STRIDES,
@@ -86,6 +89,7 @@ class SOLOv2(OneStageDetector):
             loss_weights=dict(focal_alpha=s.LOSS.FOCAL_ALPHA, focal_gamma=s.LOSS.FOCAL_GAMMA,
                               focal_weight=s.LOSS.FOCAL_WEIGHT, dice_weight=s.LOSS.DICE_WEIGHT),
             boxes_from_masks=s.BOXES_FROM_MASKS,
+            target_options=dict(one_sample_per_cell=s.ONE_SAMPLE_PER_CELL, min_mask_pixels=s.MIN_MASK_PIXELS),
             pixel_mean=cfg.MODEL.PIXEL_MEAN,
             pixel_std=cfg.MODEL.PIXEL_STD,
             channels_last_on_cpu=cfg.TEST.CHANNELS_LAST_ON_CPU,
@@ -111,11 +115,10 @@ class SOLOv2(OneStageDetector):
         """Per image: "boxes" (n, 4) output pixels (the masks' tight boxes, or zeros), "scores",
         "classes", "levels", "cells", "mask_probs" (n, Hf, Wf) and, unless ``backend.paste`` is
         None, "masks" (n, H, W) bool at the output size."""
-        cate_logits, kernels, mask_feat = self.heads(features)
+        outputs = self.heads(features)
         results = []
         for i, (in_size, out_size) in enumerate(zip(image_sizes, output_sizes)):
-            det = solov2_inference_single([x[i] for x in cate_logits], [k[i] for k in kernels], mask_feat[i],
-                                          self.instance_strides, self.test_params)
+            det = self.detect_single(outputs, i)
             boxes = det["mask_probs"].new_zeros((det["mask_probs"].shape[0], 4))
             if backend.paste is not None:
                 det["masks"] = resize_mask_probs(det["mask_probs"], in_size, out_size, self.test_params.mask_thr,
@@ -126,15 +129,29 @@ class SOLOv2(OneStageDetector):
             results.append(det)
         return results
 
+    def detect_single(self, outputs, i: int) -> Dict[str, torch.Tensor]:
+        """Image ``i``'s detections from :meth:`heads`' ``outputs`` (before the mask resize)."""
+        cate_logits, kernels, mask_feat = outputs
+        return solov2_inference_single([x[i] for x in cate_logits], [k[i] for k in kernels], mask_feat[i],
+                                       self.instance_strides, self.test_params)
+
     def losses(self, batched_inputs, images: ImageList, features) -> Dict[str, torch.Tensor]:
         gt_instances = self.gt_instances(batched_inputs)
-        cate_logits, kernels, mask_feat = self.heads(features)
-        feat_size = tuple(mask_feat.shape[-2:])
-        targets = [
+        outputs = self.heads(features)
+        targets = self.targets(gt_instances, images.image_sizes, tuple(outputs[2].shape[-2:]))
+        return self.head_losses(outputs, targets)
+
+    def targets(self, gt_instances, image_sizes, feat_size):
+        """Per image, per level :class:`LevelTargets` (``feat_size``: the mask feature's (Hf, Wf))."""
+        return [
             solov2_targets_single(inst.gt_boxes.tensor, inst.gt_classes, self._bitmasks(inst, size), feat_size,
-                                  self.ins_head.num_grids, self.scale_ranges, self.sigma, self._num_classes)
-            for inst, size in zip(gt_instances, images.image_sizes)
+                                  self.ins_head.num_grids, self.scale_ranges, self.sigma, self._num_classes,
+                                  **self.target_options)
+            for inst, size in zip(gt_instances, image_sizes)
         ]
+
+    def head_losses(self, outputs, targets) -> Dict[str, torch.Tensor]:
+        cate_logits, kernels, mask_feat = outputs
         return solov2_losses(cate_logits, kernels, mask_feat, targets, self.num_classes, **self.loss_weights)
 
     @staticmethod

@@ -53,9 +53,15 @@ def downscale_mask(mask: np.ndarray, scale: float = 0.25) -> np.ndarray:
 def solov2_targets_single(
     gt_boxes: torch.Tensor, gt_classes: torch.Tensor, gt_masks: torch.Tensor, mask_feat_size: Tuple[int, int],
     num_grids: Sequence[int], scale_ranges: Sequence[Sequence[float]], sigma: float, num_classes: int,
+    one_sample_per_cell: bool = False, min_mask_pixels: int = 1,
 ) -> List[LevelTargets]:
     """Targets of one image. ``gt_boxes`` (n, 4) XYXY, ``gt_classes`` (n,), ``gt_masks`` (n, h, w)
-    binary at the unpadded input size; ``mask_feat_size`` (Hf, Wf) = padded input size / 4."""
+    binary at the unpadded input size; ``mask_feat_size`` (Hf, Wf) = padded input size / 4.
+
+    AdelaiDet's defaults: a cell shared by two instances holds a sample of each, and any mask with
+    a pixel counts. ``one_sample_per_cell`` keeps only the last instance's sample in such a cell
+    (SOLOv1 style, as the AggMask* authors'; samples then come in cell order) and masks with fewer
+    than ``min_mask_pixels`` pixels are skipped (the AggMask* authors: 10)."""
     device = gt_boxes.device
     hf, wf = mask_feat_size
     padded_h, padded_w = hf * 4, wf * 4
@@ -64,7 +70,8 @@ def solov2_targets_single(
     heights = gt_boxes[:, 3] - gt_boxes[:, 1]
     areas = torch.sqrt(widths * heights)
     half_ws, half_hs = 0.5 * widths * sigma, 0.5 * heights * sigma
-    has_pixels = gt_masks.flatten(1).any(1) if len(gt_masks) else torch.zeros(0, dtype=torch.bool)
+    has_pixels = (gt_masks.flatten(1).sum(1) >= max(int(min_mask_pixels), 1) if len(gt_masks)
+                  else torch.zeros(0, dtype=torch.bool))
     centers_x, centers_y = center_of_mass(gt_masks) if len(gt_masks) else (None, None)
     small_masks = {}  # instance -> its 1/4-resolution mask (the same on every level)
 
@@ -97,6 +104,10 @@ def solov2_targets_single(
                     grid_order.append(cell)
                     ins_label.append(small_masks[k])
                     ins_ind_label[cell] = True
+        if one_sample_per_cell and grid_order:
+            last = {cell: j for j, cell in enumerate(grid_order)}  # a later instance overwrites
+            grid_order = sorted(last)
+            ins_label = [ins_label[last[cell]] for cell in grid_order]
         levels.append(LevelTargets(
             cate_label=cate_label,
             ins_ind_label=ins_ind_label,
