@@ -118,7 +118,8 @@ def test_our_configs_carry_their_bases():
     for path in configs:
         cfg = blendmask_get_cfg()
         cfg.merge_from_file(str(path))
-        assert cfg.MODEL.META_ARCHITECTURE in ("BlendMask", "OneStageDetector", "CenterMask", "SOLOv2"), path
+        assert cfg.MODEL.META_ARCHITECTURE in (
+            "BlendMask", "OneStageDetector", "CenterMask", "SOLOv2", "AggMask"), path
 
 
 # --- get_cfg and the speed-up keys ---------------------------------------------------------------
@@ -458,7 +459,8 @@ def test_load_config_accepts_every_shipped_config():
 
     for path in sorted((REPO_ROOT / "configs").rglob("*.yaml")):
         cfg = load_config(path)
-        assert cfg.MODEL.META_ARCHITECTURE in ("BlendMask", "OneStageDetector", "CenterMask", "SOLOv2"), path
+        assert cfg.MODEL.META_ARCHITECTURE in (
+            "BlendMask", "OneStageDetector", "CenterMask", "SOLOv2", "AggMask"), path
 
 
 def test_load_config_accepts_adelaidet_configs():

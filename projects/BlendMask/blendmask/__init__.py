@@ -12,13 +12,21 @@ with warnings.catch_warnings():
     # deprecated, a warning nobody using this package can act on
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
     from . import modeling  # noqa: F401  (registers the components)
-from .config import add_blendmask_config, add_centermask_config, add_fcos_config, get_cfg, load_config
+from .config import (
+    add_aggmask_config,
+    add_blendmask_config,
+    add_centermask_config,
+    add_fcos_config,
+    get_cfg,
+    load_config,
+)
 from .engine import Predictor, build_model_and_load  # weights-only checkpoint loading
 from .utils.env import detectron2_has_compiled_ops
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "add_aggmask_config",
     "add_blendmask_config",
     "add_centermask_config",
     "add_fcos_config",

@@ -49,7 +49,7 @@ def set_num_classes(cfg, num_classes: Optional[int] = None) -> int:
 
     With ``num_classes=None`` it is ``len(thing_classes)`` of ``cfg.DATASETS.TRAIN`` (or, when
     those have no metadata, ``cfg.DATASETS.TEST``); when neither has ``thing_classes`` the value of
-    ``MODEL.FCOS.NUM_CLASSES`` (``MODEL.SOLOV2.NUM_CLASSES`` for SOLOv2; else
+    ``MODEL.FCOS.NUM_CLASSES`` (``MODEL.SOLOV2.NUM_CLASSES`` for SOLOv2 and AggMask*; else
     ``MODEL.ROI_HEADS.NUM_CLASSES``) is kept and copied to the others.
     ``cfg`` must not be frozen.
     """
@@ -57,7 +57,7 @@ def set_num_classes(cfg, num_classes: Optional[int] = None) -> int:
         classes = thing_classes_of(cfg.DATASETS.TRAIN) or thing_classes_of(cfg.DATASETS.TEST)
         if classes is not None:
             num_classes = len(classes)
-        elif cfg.MODEL.META_ARCHITECTURE == "SOLOv2" and "SOLOV2" in cfg.MODEL:
+        elif cfg.MODEL.META_ARCHITECTURE in ("SOLOv2", "AggMask") and "SOLOV2" in cfg.MODEL:
             num_classes = cfg.MODEL.SOLOV2.NUM_CLASSES
         elif "FCOS" in cfg.MODEL:
             num_classes = cfg.MODEL.FCOS.NUM_CLASSES

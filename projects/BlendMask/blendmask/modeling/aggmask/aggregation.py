@@ -1,0 +1,147 @@
+"""AggMask*'s aggregation: for each selected category cell, a tiny network whose weights the cell
+predicts itself turns its neighbours' mask logits and the context into one mask logit map.
+
+- :class:`AggregationWeightHead` (``weight_head``): per level, the feature with coordinates at the
+  category grid -> conv tower (3x3 conv, GN, ReLU) -> ``weight_pred`` (a conv, K outputs): the
+  cell's network parameters. No activation (AggMask* has none; the SOLO-based AggMask uses tanh).
+- :class:`CellFCN`: the network's shape and the layout of its K parameters. Its input is the nb
+  neighbour logit maps (raw, not sigmoided) then the Cc context channels; layers are kxk convs
+  with zero padding, ReLU between them, none after the last (one output: the aggregated logit).
+  The parameter vector holds, layer by layer, the weight (out, in, k, k) row-major then the bias.
+- :func:`aggregated_logits`: a set of cells of one image -> (P, Hf, Wf). The neighbours' logits
+  are computed once per distinct mask cell; all cells run as grouped convolutions.
+"""
+
+from dataclasses import dataclass
+from typing import List, Tuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..solov2.heads import conv_norm_relu_tower
+from ..solov2.losses import dynamic_masks
+
+
+@dataclass(frozen=True)
+class CellFCN:
+    num_neighbours: int
+    context_channels: int = 16
+    channels: int = 4
+    num_layers: int = 3
+    kernel_size: int = 3
+
+    def __post_init__(self):
+        if self.num_layers < 1 or self.channels < 1 or self.kernel_size % 2 == 0 or self.num_neighbours < 1:
+            raise ValueError(f"invalid per-cell network {self}: needs >= 1 layer and channel, an odd kernel size")
+
+    @property
+    def in_channels(self) -> int:
+        return self.num_neighbours + self.context_channels
+
+    def layer_shapes(self) -> List[Tuple[int, int]]:
+        """(in, out) channels of each layer."""
+        widths = [self.in_channels] + [self.channels] * (self.num_layers - 1) + [1]
+        return list(zip(widths[:-1], widths[1:]))
+
+    @property
+    def num_params(self) -> int:
+        k2 = self.kernel_size ** 2
+        return sum(o * i * k2 + o for i, o in self.layer_shapes())
+
+    def split(self, params: torch.Tensor) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+        """(P, K) -> per layer (weight (P, out, in, k, k), bias (P, out))."""
+        if params.shape[-1] != self.num_params:
+            raise ValueError(f"expected {self.num_params} parameters per cell, got {params.shape[-1]}")
+        k = self.kernel_size
+        out, start = [], 0
+        for i, o in self.layer_shapes():
+            w = params[:, start:start + o * i * k * k].reshape(-1, o, i, k, k)
+            start += o * i * k * k
+            out.append((w, params[:, start:start + o]))
+            start += o
+        return out
+
+    def __call__(self, neighbour_logits: torch.Tensor, context: torch.Tensor, params: torch.Tensor,
+                 hidden: List[torch.Tensor] = None) -> torch.Tensor:
+        """``neighbour_logits`` (P, nb, H, W), ``context`` (Cc, H, W) of the same image, ``params``
+        (P, K) -> (P, H, W) aggregated logits. ``hidden``: a list that receives each hidden layer's
+        output after its ReLU, (P, channels, H, W).
+
+        The first layer runs as two convolutions that add up: the neighbours' part grouped per
+        cell, the context's part as one convolution with every cell's filters (the context is
+        shared, so it is never copied per cell)."""
+        p, nb, h, w = neighbour_logits.shape
+        if nb != self.num_neighbours or context.shape[0] != self.context_channels:
+            raise ValueError(f"expected {self.num_neighbours} neighbour maps and {self.context_channels} context "
+                             f"channels, got {nb} and {context.shape[0]}")
+        pad = self.kernel_size // 2
+        layers = self.split(params)
+        w0, b0 = layers[0]
+        o = w0.shape[1]
+        x = F.conv2d(neighbour_logits.reshape(1, p * nb, h, w), w0[:, :, :nb].reshape(p * o, nb, *w0.shape[-2:]),
+                     padding=pad, groups=p)
+        if self.context_channels:
+            x = x + F.conv2d(context[None], w0[:, :, nb:].reshape(p * o, self.context_channels, *w0.shape[-2:]),
+                             padding=pad)
+        x = x + b0.reshape(1, p * o, 1, 1)
+        for w_l, b_l in layers[1:]:
+            x = F.relu(x)
+            if hidden is not None:
+                hidden.append(x.reshape(p, -1, h, w))
+            o, i = w_l.shape[1:3]
+            x = F.conv2d(x, w_l.reshape(p * o, i, *w_l.shape[-2:]), b_l.reshape(-1), padding=pad, groups=p)
+        return x.reshape(p, h, w)
+
+
+class AggregationWeightHead(nn.Module):
+    """``weight_head``: per level (N, C+2, S, S) -> (N, K, S, S), the per-cell network parameters."""
+
+    def __init__(self, in_channels: int, channels: int, num_params: int, num_convs: int = 4, norm: str = "GN",
+                 pred_kernel_size: int = 1, activation: str = "none"):
+        super().__init__()
+        if activation not in ("none", "tanh"):
+            raise ValueError(f"MODEL.AGGMASK.WEIGHT_ACTIVATION must be 'none' or 'tanh', got {activation!r}")
+        if pred_kernel_size not in (1, 3):
+            raise ValueError(f"MODEL.AGGMASK.WEIGHT_PRED_KERNEL_SIZE must be 1 or 3, got {pred_kernel_size}")
+        self.activation = activation
+        self.tower = conv_norm_relu_tower(in_channels, channels, num_convs, norm)
+        for module in self.tower.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.normal_(module.weight, std=0.01)
+                if module.bias is not None:
+                    nn.init.constant_(module.bias, 0)
+        # the predictor keeps PyTorch's default initialisation, as the authors'
+        self.weight_pred = nn.Conv2d(channels, num_params, pred_kernel_size, padding=pred_kernel_size // 2)
+
+    def forward(self, grid_inputs: List[torch.Tensor]) -> List[torch.Tensor]:
+        out = []
+        for x in grid_inputs:
+            y = self.weight_pred(self.tower(x))
+            out.append(torch.tanh(y) if self.activation == "tanh" else y)
+        return out
+
+
+def aggregated_logits(fcn: CellFCN, mask_feat: torch.Tensor, context: torch.Tensor, kernel_grid: torch.Tensor,
+                      weight_grid: torch.Tensor, neighbours: torch.Tensor, cells: torch.Tensor,
+                      hidden: List[torch.Tensor] = None) -> torch.Tensor:
+    """One image: ``mask_feat`` (E, Hf, Wf), ``context`` (Cc, Hf, Wf), ``kernel_grid`` (Gm, E) the
+    kernels of every mask cell, ``weight_grid`` (Gc, K) the parameters of every category cell,
+    ``neighbours`` (Gc, nb) rows of ``kernel_grid``, ``cells`` (P,) category cells -> (P, Hf, Wf).
+
+    Trace-safe, P may be 0: a leading dummy cell (cell 0) keeps every convolution non-empty."""
+    cells = torch.cat([cells.new_zeros(1), cells])
+    wanted = neighbours[cells]  # (P+1, nb)
+    needed = torch.zeros(kernel_grid.shape[0], dtype=torch.int64, device=cells.device)
+    needed = needed.scatter(0, wanted.flatten(), torch.ones_like(wanted.flatten()))
+    rows = torch.nonzero(needed).squeeze(1)
+    row_of = torch.cumsum(needed, 0) - 1
+    logits = dynamic_masks(mask_feat, kernel_grid[rows])  # (U, Hf, Wf): each distinct mask cell once
+    x = logits[row_of[wanted]]  # (P+1, nb, Hf, Wf)
+    out = fcn(x, context, weight_grid[cells], hidden=hidden)
+    if hidden is not None:
+        hidden[:] = [h[1:] for h in hidden]
+    return out[1:]
+
+
+__all__ = ["AggregationWeightHead", "CellFCN", "aggregated_logits"]
