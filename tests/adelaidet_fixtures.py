@@ -76,22 +76,29 @@ def run_with_intermediates(model, image_chw_u8, height, width):
         features = model.backbone(model.backbone_input(images.tensor))
         fcos = model.proposal_generator(images, features)
         det = model.add_masks(features, fcos)[0]
-        prepost = Instances(images.image_sizes[0])
-        prepost.pred_boxes = Boxes(det["boxes"])
-        prepost.scores = det["scores"]
-        prepost.pred_classes = det["classes"]
-        prepost.fpn_levels = det["levels"]
-        strides = torch.tensor(model.proposal_generator.strides)[det["levels"]]
-        widths = torch.tensor([t.shape[-1] for t in fcos.box_towers])[det["levels"]]
-        prepost.locations = torch.stack(
-            ((det["cells"] % widths) * strides + strides // 2, det["cells"] // widths * strides + strides // 2),
-            dim=1).float()
+        captured["prepost"] = [prepost_instances(model, fcos, det, images.image_sizes[0])]
         if hasattr(model, "blender"):
-            prepost.top_feat = model.top_layer.at_locations(fcos.box_towers, fcos.detection_locations())
-            prepost.pred_masks = det["mask_probs"][:, None]
             captured["bases"] = model.basis_module(features)[0]["bases"][0].clone()
-        captured["prepost"] = [prepost]
     return result, captured
+
+
+def prepost_instances(model, fcos, det, image_size):
+    """One image's detections before rescaling (see ``run_with_intermediates``) from the FCOS output
+    and the detection dict ``model.add_masks`` returned for it."""
+    prepost = Instances(image_size)
+    prepost.pred_boxes = Boxes(det["boxes"])
+    prepost.scores = det["scores"]
+    prepost.pred_classes = det["classes"]
+    prepost.fpn_levels = det["levels"]
+    strides = torch.tensor(model.proposal_generator.strides)[det["levels"]]
+    widths = torch.tensor([t.shape[-1] for t in fcos.box_towers])[det["levels"]]
+    prepost.locations = torch.stack(
+        ((det["cells"] % widths) * strides + strides // 2, det["cells"] // widths * strides + strides // 2),
+        dim=1).float()
+    if hasattr(model, "blender"):
+        prepost.top_feat = model.top_layer.at_locations(fcos.box_towers, fcos.detection_locations())
+        prepost.pred_masks = det["mask_probs"][:, None]
+    return prepost
 
 
 def match_detections(ref_boxes, ref_scores, ref_classes, boxes, scores, classes):

@@ -1,6 +1,6 @@
 """The BlendMask meta-architecture: backbone -> FCOS + attentions -> bases -> blender."""
 
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 from detectron2.config import configurable
@@ -8,12 +8,14 @@ from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.structures import ImageList
 from torch import nn
 
+from ...inference import EAGER, InferenceBackend
 from ..fcos import FCOSOutput
 from ..layers import syncbn_to_bn_for_single_process
 from ..one_stage_detector import OneStageDetector
 from .attention import AttentionConv
 from .basis_module import build_basis_module
 from .blender import Blender
+from .panoptic import PanopticCombine, build_panoptic_module, semantic_logits, semantic_targets
 from .semantic_targets import semantic_targets_from_instances
 
 
@@ -30,16 +32,25 @@ class BlendMask(OneStageDetector):
     pred_masks (n, H, W) bool at each input's height/width. Training returns the loss dict:
     loss_fcos_cls/loc/ctr, loss_mask and, with BASIS_MODULE.LOSS_ON, loss_basis_sem (its
     semantic targets are built from the instances' gt_masks, or read from "basis_sem").
+
+    Panoptic BlendMask (AdelaiDet's, ``MODEL.PANOPTIC_FPN.COMBINE.ENABLED`` with P2 in the FPN): a
+    ``panoptic_module`` (detectron2's semantic FPN head, see ``panoptic.py``) adds "sem_seg" (C, H, W)
+    logits and "panoptic_seg" (detectron2's combine) to each output, and loss_sem_seg to training
+    (which then needs "sem_seg" in the inputs).
     """
 
     mask_on = True
 
     @configurable
-    def __init__(self, *, basis_module: nn.Module, blender: Blender, top_layer: AttentionConv, **kwargs):
+    def __init__(self, *, basis_module: nn.Module, blender: Blender, top_layer: AttentionConv,
+                 panoptic_module: Optional[nn.Module] = None, panoptic_combine: Optional[PanopticCombine] = None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.basis_module = basis_module
         self.blender = blender
         self.top_layer = top_layer
+        self.panoptic_module = panoptic_module
+        self.panoptic_combine = panoptic_combine or PanopticCombine()
         syncbn_to_bn_for_single_process(self)
 
     @classmethod
@@ -58,6 +69,8 @@ class BlendMask(OneStageDetector):
                 cfg.MODEL.FPN.OUT_CHANNELS, basis.NUM_BASES, cfg.MODEL.BLENDMASK.ATTN_SIZE,
                 sparse=cfg.MODEL.BLENDMASK.SPARSE_ATTENTION,
             ),
+            panoptic_module=build_panoptic_module(cfg, args["backbone"].output_shape()),
+            panoptic_combine=PanopticCombine.from_config(cfg),
         )
         return args
 
@@ -74,8 +87,37 @@ class BlendMask(OneStageDetector):
         counts = [len(d["boxes"]) for d in fcos.detections]
         return [dict(det, mask_probs=p) for det, p in zip(fcos.detections, probs.split(counts))]
 
+    def forward(self, batched_inputs: List[Dict]):
+        if self.panoptic_module is None or self.training:
+            return super().forward(batched_inputs)
+        # panoptic inference: OneStageDetector.forward's steps, with "sem_seg" and "panoptic_seg" added
+        images = self.preprocess_image(batched_inputs)
+        features = self.backbone(self.backbone_input(images.tensor))
+        output_sizes = [(x.get("height", h), x.get("width", w))
+                        for x, (h, w) in zip(batched_inputs, images.image_sizes)]
+        results = self.inference(features, images.image_sizes, output_sizes, self.eager_backend(images.tensor.device))
+        outputs = []
+        for result, size in zip(results, output_sizes):
+            instances = self.to_instances(result, size)
+            panoptic = self.panoptic_combine(instances, result["sem_seg"])
+            outputs.append({"instances": instances, "sem_seg": result["sem_seg"], "panoptic_seg": panoptic})
+        return outputs
+
+    def inference(self, features: Dict[str, torch.Tensor], image_sizes, output_sizes,
+                  backend: InferenceBackend = EAGER) -> List[Dict[str, torch.Tensor]]:
+        """``OneStageDetector.inference``; panoptic models add "sem_seg" (C, H, W) logits at the output size."""
+        results = super().inference(features, image_sizes, output_sizes, backend)
+        if self.panoptic_module is not None:
+            for result, logits in zip(results, semantic_logits(self.panoptic_module, features, image_sizes,
+                                                               output_sizes)):
+                result["sem_seg"] = logits
+        return results
+
     def losses(self, batched_inputs, images: ImageList, features) -> Dict[str, torch.Tensor]:
         gt_instances = self.gt_instances(batched_inputs)
+        panoptic_targets = None
+        if self.panoptic_module is not None:
+            panoptic_targets = semantic_targets(batched_inputs, images, self.panoptic_module, self.device)
         sem_targets = None
         if getattr(self.basis_module, "loss_on", False):
             sem_targets = self.semantic_targets(batched_inputs, gt_instances, images)
@@ -84,6 +126,8 @@ class BlendMask(OneStageDetector):
         losses.update(fcos.losses)
         attns = self.top_layer.at_locations(fcos.box_towers, fcos.positives.locations)
         losses.update(self.blender.losses(bases["bases"], attns, fcos.positives, gt_instances, fcos.loss_denorm))
+        if self.panoptic_module is not None:
+            losses.update(self.panoptic_module(features, panoptic_targets)[1])
         return losses
 
     def semantic_targets(self, batched_inputs, gt_instances, images) -> torch.Tensor:
