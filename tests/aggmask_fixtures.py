@@ -82,16 +82,20 @@ def fixture_opts(variant: str):
     ]
 
 
-def load_fixture_model(variant: str, dense: bool = False):
+def fixture_cfg(variant: str = "main", opts=()):
+    from blendmask import load_config
+
+    return load_config(REPO_ROOT / "configs" / "AggMask" / "Base-AggMask.yaml", [*fixture_opts(variant), *opts])
+
+
+def load_fixture_model(variant: str, dense: bool = False, opts=()):
     """Our AggMask* with the fixture head's weights (the authors' names converted to ours)."""
     from detectron2.modeling import build_model
 
-    from blendmask import load_config
     from blendmask.modeling.aggmask import convert_authors_state_dict
 
-    cfg = load_config(REPO_ROOT / "configs" / "AggMask" / "Base-AggMask.yaml", fixture_opts(variant))
     torch.manual_seed(0)
-    model = build_model(cfg).eval()
+    model = build_model(fixture_cfg(variant, opts)).eval()
     theirs = torch.load(aggmask_file(PTH[variant]), map_location="cpu", weights_only=True)
     ours = convert_authors_state_dict(theirs)
     if dense:

@@ -68,30 +68,57 @@ class CellFCN:
         (P, K) -> (P, H, W) aggregated logits. ``hidden``: a list that receives each hidden layer's
         output after its ReLU, (P, channels, H, W).
 
-        The first layer runs as two convolutions that add up: the neighbours' part grouped per
-        cell, the context's part as one convolution with every cell's filters (the context is
-        shared, so it is never copied per cell)."""
-        p, nb, h, w = neighbour_logits.shape
+        The first layer runs as two parts that add up: the neighbours' part per cell, the
+        context's part with every cell's filters at once (the context is shared, so it is never
+        copied per cell). Eager PyTorch runs the per-cell convolutions as one grouped convolution;
+        a trace (TorchScript, ONNX), where the number of groups would freeze, runs them as
+        im2col and batched matrix products instead (the same sums, other rounding; more memory)."""
+        nb = neighbour_logits.shape[1]
         if nb != self.num_neighbours or context.shape[0] != self.context_channels:
             raise ValueError(f"expected {self.num_neighbours} neighbour maps and {self.context_channels} context "
                              f"channels, got {nb} and {context.shape[0]}")
-        pad = self.kernel_size // 2
+        conv = _cell_conv_traceable if torch.jit.is_tracing() else _cell_conv
+        k = self.kernel_size
         layers = self.split(params)
         w0, b0 = layers[0]
-        o = w0.shape[1]
-        x = F.conv2d(neighbour_logits.reshape(1, p * nb, h, w), w0[:, :, :nb].reshape(p * o, nb, *w0.shape[-2:]),
-                     padding=pad, groups=p)
+        o0 = self.layer_shapes()[0][1]
+        x = conv(neighbour_logits, w0[:, :, :nb], b0, nb, o0, k)
         if self.context_channels:
-            x = x + F.conv2d(context[None], w0[:, :, nb:].reshape(p * o, self.context_channels, *w0.shape[-2:]),
-                             padding=pad)
-        x = x + b0.reshape(1, p * o, 1, 1)
-        for w_l, b_l in layers[1:]:
+            x = x + _shared_input_conv(context, w0[:, :, nb:], self.context_channels, o0, k)
+        for (i, o), (w_l, b_l) in zip(self.layer_shapes()[1:], layers[1:]):
             x = F.relu(x)
             if hidden is not None:
-                hidden.append(x.reshape(p, -1, h, w))
-            o, i = w_l.shape[1:3]
-            x = F.conv2d(x, w_l.reshape(p * o, i, *w_l.shape[-2:]), b_l.reshape(-1), padding=pad, groups=p)
-        return x.reshape(p, h, w)
+                hidden.append(x)
+            x = conv(x, w_l, b_l, i, o, k)
+        return x[:, 0]
+
+
+def _cell_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, i: int, o: int, k: int) -> torch.Tensor:
+    """Per cell p: conv2d(x[p], weight[p], bias[p]), zero padding keeping the size; x (P, I, H, W),
+    weight (P, O, I, k, k), bias (P, O) -> (P, O, H, W). One grouped convolution."""
+    p, _, h, w = x.shape
+    y = F.conv2d(x.reshape(1, p * i, h, w), weight.reshape(p * o, i, k, k), bias.reshape(-1), padding=k // 2,
+                 groups=p)
+    return y.reshape(p, o, h, w)
+
+
+def _cell_conv_traceable(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, i: int, o: int,
+                         k: int) -> torch.Tensor:
+    """:func:`_cell_conv` without a data-dependent number of groups: im2col, then a batched
+    matrix product."""
+    cols = F.unfold(x, k, padding=k // 2)  # (P, I*k*k, H*W)
+    y = torch.bmm(weight.reshape(-1, o, i * k * k), cols) + bias[:, :, None]
+    return y.reshape(-1, o, x.shape[-2], x.shape[-1])
+
+
+def _shared_input_conv(x: torch.Tensor, weight: torch.Tensor, i: int, o: int, k: int) -> torch.Tensor:
+    """Every cell's filters on one shared input: x (I, H, W), weight (P, O, I, k, k) -> (P, O, H, W)
+    (no bias)."""
+    if torch.jit.is_tracing():  # ONNX wants convolution kernels of a known shape: im2col, matrix product
+        y = weight.reshape(-1, i * k * k) @ F.unfold(x[None], k, padding=k // 2)[0]
+    else:
+        y = F.conv2d(x[None], weight.reshape(-1, i, k, k), padding=k // 2)
+    return y.reshape(-1, o, x.shape[-2], x.shape[-1])
 
 
 class AggregationWeightHead(nn.Module):
