@@ -6,7 +6,9 @@ import os
 import weakref
 
 import detectron2.engine.defaults as d2_defaults
+from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultTrainer, TrainerBase
+from detectron2.evaluation import COCOPanopticEvaluator, DatasetEvaluators
 
 from ..checkpoint import BlendMaskCheckpointer
 from ..data import build_train_loader
@@ -44,7 +46,8 @@ class Trainer(DefaultTrainer):
       ``NaiveSyncBatchNorm`` there), not by detectron2's;
     - ``--resume`` from a checkpoint without optimizer state (detectron2 0.6's) on any detectron2;
     - ``COCOEvaluator`` on its fast path only when detectron2's compiled ops are installed, with
-      segm results ranked by ``mask_scores`` when the model has them (``MaskScoringCOCOEvaluator``).
+      segm results ranked by ``mask_scores`` when the model has them (``MaskScoringCOCOEvaluator``);
+      on panoptic datasets (``evaluator_type`` "coco_panoptic_seg") also ``COCOPanopticEvaluator`` (PQ).
     """
 
     def __init__(self, cfg):
@@ -84,8 +87,11 @@ class Trainer(DefaultTrainer):
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         # segm AP ranks masks by mask_scores when the model predicts them (CenterMask with MaskIoU)
-        return MaskScoringCOCOEvaluator(dataset_name, output_dir=output_folder,
+        coco = MaskScoringCOCOEvaluator(dataset_name, output_dir=output_folder,
                                         use_fast_impl=detectron2_has_compiled_ops())
+        if MetadataCatalog.get(dataset_name).get("evaluator_type") == "coco_panoptic_seg":
+            return DatasetEvaluators([COCOPanopticEvaluator(dataset_name, output_folder), coco])
+        return coco
 
 
 @contextlib.contextmanager

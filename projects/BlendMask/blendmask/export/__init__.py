@@ -2,7 +2,8 @@
 
 ``ExportableBlendMask(model)`` is the traceable single-image module; ``api`` builds it from a
 config, reads images as it expects them, writes and runs the exports; ``compare`` checks exported
-outputs against the eager model. ``tools/export_model.py`` is the command line.
+outputs against the eager model; ``panoptic_from_outputs`` turns panoptic BlendMask's outputs into
+its panoptic map on the host. ``tools/export_model.py`` is the command line.
 """
 
 from .api import (
@@ -19,6 +20,7 @@ from .api import (
     write_spec,
 )
 from .compare import compare_outputs, eager_predict, match_by_box
+from .panoptic import panoptic_from_outputs
 from .wrapper import INPUT_NAMES, OUTPUT_NAMES, ExportableBlendMask
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "load_torchscript",
     "match_by_box",
     "onnx_session",
+    "panoptic_from_outputs",
     "prepare_image",
     "read_image",
     "run_onnx",

@@ -87,6 +87,7 @@ def export_onnx(
         "image": {2: "height", 3: "width"},
         "boxes": {0: n}, "scores": {0: n}, "classes": {0: n}, "mask_probs": {0: n},
         "masks": {0: n, 1: "output_height", 2: "output_width"}, "mask_scores": {0: n},
+        "sem_seg": {1: "output_height", 2: "output_width"},
     }
     output_names = list(module.output_names)
     dynamic_axes = {k: v for k, v in dynamic_axes.items() if k in INPUT_NAMES or k in output_names}
@@ -152,6 +153,10 @@ def io_spec(module: ExportableBlendMask, cfg) -> Dict:
                      else "bool (N, 0, 0) (not pasted)",
             **({"mask_scores": "float32 (N,) scores x predicted mask IoU: rank masks (segm) by these"}
                if module.has_mask_scores else {}),
+            **({"sem_seg": f"float32 ({model.panoptic_module.predictor.out_channels}, output_height, output_width) "
+                           "semantic logits (class 0: all things); the panoptic map is "
+                           "blendmask.export.panoptic_from_outputs on the host"}
+               if module.has_sem_seg else {}),
         },
         "post_processing": _post_processing(model),
     }
@@ -163,11 +168,16 @@ def _post_processing(model) -> Dict:
 
         return dict(asdict(model.test_params), boxes_from_masks=model.boxes_from_masks)
     fcos = model.proposal_generator
-    return {
+    spec = {
         "score_threshold": fcos.inference_thresh[False], "thresh_with_ctr": fcos.thresh_with_ctr,
         "pre_nms_topk": fcos.pre_nms_topk[False], "nms_threshold": fcos.nms_thresh,
         "post_nms_topk": fcos.post_nms_topk[False], "mask_threshold": 0.5,
     }
+    if getattr(model, "panoptic_module", None) is not None:  # host-side, see export/panoptic.py
+        from dataclasses import asdict
+
+        spec["panoptic_combine"] = asdict(model.panoptic_combine)
+    return spec
 
 
 def write_spec(spec: Dict, path) -> Path:

@@ -19,6 +19,7 @@ from ..inference import ONNX, TORCHSCRIPT, InferenceBackend
 INPUT_NAMES = ("image", "output_size")
 OUTPUT_NAMES = ("boxes", "scores", "classes", "mask_probs", "masks")
 MASK_SCORES = "mask_scores"  # a sixth output of models that score their masks (CenterMask with MaskIoU)
+SEM_SEG = "sem_seg"  # the last output of panoptic BlendMask: semantic logits (C, out_H, out_W)
 
 
 def _no_masks(boxes: torch.Tensor) -> torch.Tensor:
@@ -52,6 +53,9 @@ class ExportableBlendMask(nn.Module):
     for SOLOv2, whose ``mask_resolution`` is 0); ``masks`` (N, out_H, out_W) bool
     ((N, 0, 0) without ``paste_masks`` or a mask head). They equal the eager model's instances.
     Models with ``maskiou_on`` (CenterMask) add ``mask_scores`` (N,): see :attr:`output_names`.
+    Panoptic BlendMask adds ``sem_seg`` (C, out_H, out_W) float32, the semantic logits at the output
+    size as the eager model's "sem_seg"; the panoptic map is a host-side step on these outputs
+    (:func:`blendmask.export.panoptic_from_outputs`, detectron2's combine).
     """
 
     def __init__(self, model: nn.Module, paste_masks: bool = True):
@@ -60,6 +64,7 @@ class ExportableBlendMask(nn.Module):
         self.has_masks = bool(getattr(model, "mask_on", False))
         self.paste_masks = paste_masks and self.has_masks
         self.has_mask_scores = bool(getattr(model, "maskiou_on", False))
+        self.has_sem_seg = getattr(model, "panoptic_module", None) is not None
         self.for_onnx = False  # set by export_onnx
 
     @property
@@ -69,7 +74,8 @@ class ExportableBlendMask(nn.Module):
 
     @property
     def output_names(self):
-        return OUTPUT_NAMES + ((MASK_SCORES,) if self.has_mask_scores else ())
+        extra = ((MASK_SCORES,) if self.has_mask_scores else ()) + ((SEM_SEG,) if self.has_sem_seg else ())
+        return OUTPUT_NAMES + extra
 
     @property
     def backend(self) -> InferenceBackend:
@@ -89,6 +95,6 @@ class ExportableBlendMask(nn.Module):
         boxes = result["boxes"]
         probs = result["mask_probs"] if "mask_probs" in result else _no_masks(boxes)
         masks = result["masks"] if "masks" in result else _no_masks(boxes) > 0
-        if self.has_mask_scores:
-            return boxes, result["scores"], result["classes"], probs, masks, result[MASK_SCORES]
-        return boxes, result["scores"], result["classes"], probs, masks
+        outputs = (boxes, result["scores"], result["classes"], probs, masks)
+        outputs += (result[MASK_SCORES],) if self.has_mask_scores else ()
+        return outputs + ((result[SEM_SEG],) if self.has_sem_seg else ())
