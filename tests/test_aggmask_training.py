@@ -1,0 +1,119 @@
+"""AggMask* trains on the synthetic shapes (configs/Shapes/AggMask_R18.yaml: SOLOv2_R18's model,
+data and schedule plus the aggregation) through train_net and the package Trainer, evaluates, and
+demo/demo.py draws it."""
+
+import importlib.util
+import sys
+
+import cv2
+import numpy as np
+import torch
+from detectron2.data import DatasetCatalog, DatasetMapper
+from detectron2.modeling import build_model
+
+from blendmask import load_config
+from blendmask.data import register_shapes, set_num_classes
+from blendmask.data.shapes import ShapesSpec
+from conftest import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT))
+import train_net  # noqa: E402
+
+CONFIG = REPO_ROOT / "configs" / "Shapes" / "AggMask_R18.yaml"
+TINY = ShapesSpec(image_size=64, num_train=6, num_val=3, min_shape_size=12, max_shape_size=32)
+# a narrow model on 64-pixel inputs; thresholds at 0 so an untrained model still predicts
+TINY_OPTS = [
+    "MODEL.DEVICE", "cpu", "MODEL.FPN.OUT_CHANNELS", "32", "MODEL.SOLOV2.INSTANCE_IN_CHANNELS", "32",
+    "MODEL.SOLOV2.MASK_IN_CHANNELS", "32", "MODEL.SOLOV2.INSTANCE_CHANNELS", "32", "MODEL.SOLOV2.MASK_CHANNELS", "32",
+    "MODEL.SOLOV2.SCORE_THR", "0.0", "MODEL.SOLOV2.MASK_THR", "0.0", "MODEL.SOLOV2.UPDATE_THR", "0.0",
+    "MODEL.SOLOV2.NMS_PRE", "50", "MODEL.SOLOV2.MAX_PER_IMG", "20",
+    "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64", "INPUT.MIN_SIZE_TEST", "64",
+    "INPUT.MAX_SIZE_TEST", "64", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.BASE_LR", "0.01", "SOLVER.WARMUP_ITERS", "0",
+    "SOLVER.STEPS", "()", "DATALOADER.NUM_WORKERS", "0", "SEED", "1",
+]
+
+
+def test_shapes_config_is_solov2_r18_plus_the_aggregation():
+    ours = load_config(CONFIG)
+    solo = load_config(REPO_ROOT / "configs" / "Shapes" / "SOLOv2_R18.yaml")
+    assert ours.MODEL.META_ARCHITECTURE == "AggMask" and solo.MODEL.META_ARCHITECTURE == "SOLOv2"
+    for key in ("MODEL.SOLOV2", "MODEL.RESNETS", "MODEL.FPN", "SOLVER", "INPUT", "DATASETS", "SEED"):
+        node_a, node_b = ours, solo
+        for part in key.split("."):
+            node_a, node_b = node_a[part], node_b[part]
+        assert node_a == node_b, key
+
+
+def test_loss_decreases_on_a_fixed_batch(tmp_path):
+    cfg = load_config(CONFIG, TINY_OPTS)
+    assert set_num_classes(cfg, 5) == 5 and cfg.MODEL.SOLOV2.NUM_CLASSES == 5
+    names = register_shapes(tmp_path, TINY, prefix="aggmask_fixed_batch_shapes")
+    mapper = DatasetMapper(cfg, is_train=True)
+    batch = [mapper(d) for d in DatasetCatalog.get(names["train"])[:2]]
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    history = []
+    for _ in range(10):
+        losses = model(batch)
+        assert set(losses) == {"loss_ins", "loss_cate"}
+        assert all(torch.isfinite(v) for v in losses.values()), losses
+        total = sum(losses.values())
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        history.append(total.item())
+    assert np.mean(history[-3:]) < 0.85 * history[0], history  # measured: 3.72 -> 2.81 (mean of the last 3)
+    for prefix in ("weight_head.", "context_head.", "ins_head.kernel_pred.", "mask_head."):  # every part learns
+        assert any(not torch.equal(before[k], v) for k, v in model.named_parameters() if k.startswith(prefix)), prefix
+
+
+def test_train_net_trains_and_evaluates_aggmask(tmp_path):
+    names = register_shapes(tmp_path, TINY, prefix="aggmask_tt_shapes")
+    opts = [*TINY_OPTS, "DATASETS.TRAIN", f"('{names['train']}',)", "DATASETS.TEST", f"('{names['val']}',)",
+            "SOLVER.MAX_ITER", "2", "OUTPUT_DIR", str(tmp_path / "out")]
+    train_net.main(train_net.argument_parser().parse_args(["--config-file", str(CONFIG), *opts]))
+    weights = tmp_path / "out" / "model_final.pth"
+    assert weights.exists()
+    results = train_net.main(train_net.argument_parser().parse_args(
+        ["--config-file", str(CONFIG), "--eval-only", *opts, "MODEL.WEIGHTS", str(weights)]))
+    assert set(results) == {"bbox", "segm"}
+    assert np.isfinite(results["bbox"]["AP"]) and np.isfinite(results["segm"]["AP"])
+
+
+def test_demo_draws_aggmask(tmp_path):
+    """demo/demo.py draws a (2-iteration) trained AggMask*'s detections."""
+    names = register_shapes(tmp_path, TINY, prefix="aggmask_demo_shapes")
+    opts = [*TINY_OPTS, "DATASETS.TRAIN", f"('{names['train']}',)", "DATASETS.TEST", f"('{names['val']}',)",
+            "SOLVER.MAX_ITER", "2", "OUTPUT_DIR", str(tmp_path / "out")]
+    train_net.main(train_net.argument_parser().parse_args(["--config-file", str(CONFIG), *opts]))
+    weights = tmp_path / "out" / "model_final.pth"
+    spec = importlib.util.spec_from_file_location("blendmask_demo_aggmask", REPO_ROOT / "demo" / "demo.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    image = DatasetCatalog.get(names["val"])[0]["file_name"]
+    code = demo.main(["--input", image, "--output", str(tmp_path / "drawn.png"), "--config-file", str(CONFIG),
+                      "--confidence-threshold", "0.0", "--opts", *opts, "MODEL.WEIGHTS", str(weights)])
+    assert code == 0
+    drawn = cv2.imread(str(tmp_path / "drawn.png"))
+    original = cv2.imread(image)
+    assert drawn.shape == original.shape and (drawn != original).any()
+
+
+def test_bad_input_fails_clearly():
+    import pytest
+
+    cfg = load_config(CONFIG, [*TINY_OPTS, "MODEL.AGGMASK.NEIGHBOURS", "diagonal"])
+    with pytest.raises(ValueError, match="NEIGHBOURS"):
+        build_model(cfg)
+    cfg = load_config(CONFIG, [*TINY_OPTS, "MODEL.AGGMASK.MASK_GRIDS", "[10, 8]"])
+    with pytest.raises(ValueError, match="differ in length"):
+        build_model(cfg)
+    cfg = load_config(CONFIG, [*TINY_OPTS, "MODEL.AGGMASK.CONTEXT_IN_FEATURES", "['p3', 'p4', 'p5', 'p6']"])
+    model = build_model(cfg).eval()
+    with pytest.raises(ValueError, match="one size"), torch.no_grad():
+        model([{"image": torch.zeros(3, 64, 64)}])
+    model = build_model(load_config(CONFIG, TINY_OPTS)).train()
+    with pytest.raises(ValueError, match="instances"):
+        model([{"image": torch.zeros(3, 64, 64)}])
