@@ -47,8 +47,8 @@ def test_main_job_runs_centermask_beside_blendmask(tmp_path):
     import main_job
 
     args = main_job.parse_args(["--models", "BlendMask", "CenterMask", "--iters", "10"])
-    cfgs = {name: main_job.blendmask_cfg(args, tmp_path, name) for name in args.models}
+    cfgs = {main_job.MODEL_CONFIGS[key][0]: main_job.model_cfg(args, tmp_path, key) for key in args.models}
     assert {n: c.MODEL.META_ARCHITECTURE for n, c in cfgs.items()} == {"BlendMask": "BlendMask",
-                                                                      "CenterMask": "CenterMask"}
-    assert cfgs["CenterMask"].OUTPUT_DIR == str(tmp_path / "centermask")
-    assert cfgs["CenterMask"].SOLVER.MAX_ITER == 10
+                                                                      "CenterMask-Lite": "CenterMask"}
+    assert cfgs["CenterMask-Lite"].OUTPUT_DIR == str(tmp_path / "centermask")
+    assert cfgs["CenterMask-Lite"].SOLVER.MAX_ITER == 10

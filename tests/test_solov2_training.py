@@ -70,7 +70,7 @@ def test_main_job_runs_solov2_beside_blendmask(tmp_path):
     import main_job
 
     args = main_job.parse_args(["--models", "BlendMask", "SOLOv2", "--iters", "10"])
-    cfgs = {name: main_job.blendmask_cfg(args, tmp_path, name) for name in args.models}
+    cfgs = {main_job.MODEL_CONFIGS[key][0]: main_job.model_cfg(args, tmp_path, key) for key in args.models}
     assert {n: c.MODEL.META_ARCHITECTURE for n, c in cfgs.items()} == {"BlendMask": "BlendMask", "SOLOv2": "SOLOv2"}
     assert cfgs["SOLOv2"].OUTPUT_DIR == str(tmp_path / "solov2")
     assert cfgs["SOLOv2"].SOLVER.MAX_ITER == 10 and cfgs["SOLOv2"].MODEL.SOLOV2.NUM_CLASSES == 5

@@ -1,25 +1,35 @@
 #!/usr/bin/env python
-"""The main job: train BlendMask from scratch on the built-in shapes dataset, evaluate, draw.
+"""The main job: train models from scratch on the built-in shapes dataset, evaluate, compare, draw.
 
-    python tools/main_job.py                      # what `make demo` runs
-    python tools/main_job.py --compare-mask-rcnn  # also detectron2's Mask R-CNN, same backbone and budget
-    python tools/main_job.py --iters 300          # a quicker, weaker run
-    python tools/main_job.py --models BlendMask CenterMask  # CenterMask-Lite beside BlendMask
-    python tools/main_job.py --models BlendMask SOLOv2      # SOLOv2 beside BlendMask
+    python tools/main_job.py                       # what `make demo` runs: BlendMask, its config's schedule
+    python tools/main_job.py --models blendmask,centermask,solov2,aggmask,mask_rcnn --minutes 6
+    python tools/main_job.py --iters 300           # a quicker, weaker BlendMask
 
 1. builds the synthetic shapes dataset once (.cache/datasets/shapes) and registers it;
-2. trains configs/Shapes/BlendMask_R18.yaml with ``blendmask.engine.Trainer``, train_net.py's
-   trainer (detectron2's DefaultTrainer: checkpoints, metrics.json and TensorBoard events in
-   <output>/blendmask);
-3. evaluates on shapes_val with COCOEvaluator (bbox and segm AP tables);
-4. writes into <output>: pictures/ (ground truth beside prediction for val images, detectron2's
-   Visualizer) and losses.png (training losses); prints the output folder and a summary.
+2. trains each model with its ``configs/Shapes`` config (``MODEL_CONFIGS``), one model after the
+   other, each in a fresh process (so its peak memory is its own) with the same CPU threads:
+   - without ``--minutes``: for the config's ``SOLVER.MAX_ITER`` iterations (or ``--iters``),
+     with ``blendmask.engine.Trainer`` (train_net.py's trainer);
+   - with ``--minutes M``: for M minutes of training steps each (equal budget, not equal
+     iterations), with ``blendmask.engine.budget.BudgetTrainer``: the config's learning-rate
+     steps happen at the same fractions of the minutes as of its iterations; evaluations for the
+     learning curve (``--curve-points``) are not counted in the minutes;
+3. evaluates each on shapes_val with COCOEvaluator and measures its inference time (ms/image,
+   median over ``--timing-images`` val images, after 3 warm-up images) and the peak memory of
+   its process;
+4. prints one table (model, iterations, s/iter, train min, bbox AP, segm AP, segm AP50,
+   inference ms/image, peak MB), writes it to <output>/summary.txt and summary.json, and draws
+   <output>/curves.png (segm and bbox AP against training minutes, every model in one plot),
+   <output>/losses.png and <output>/pictures/ (ground truth | each model, the same val images).
 """
 
 import argparse
 import json
 import logging
+import multiprocessing
 import os
+import resource
+import statistics
 import time
 from pathlib import Path
 
@@ -28,8 +38,6 @@ import torch
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from detectron2 import model_zoo  # noqa: E402
-from detectron2.config import get_cfg  # noqa: E402
 from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 from detectron2.data.detection_utils import read_image  # noqa: E402
 from detectron2.utils.env import seed_all_rng  # noqa: E402
@@ -41,36 +49,39 @@ from blendmask.data import register_shapes, set_num_classes  # noqa: E402
 from blendmask.engine import Predictor, Trainer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIG = REPO / "configs" / "Shapes" / "BlendMask_R18.yaml"
-MODEL_CONFIGS = {"BlendMask": CONFIG, "CenterMask": REPO / "configs" / "Shapes" / "CenterMask_Lite_V19.yaml",
-                 "SOLOv2": REPO / "configs" / "Shapes" / "SOLOv2_R18.yaml"}
-MASK_RCNN_BASE = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"
-# keys Mask R-CNN takes from the BlendMask config, so both get the same backbone, input and budget
-SHARED_KEYS = (
-    "MODEL.WEIGHTS", "MODEL.DEVICE", "MODEL.PIXEL_MEAN", "MODEL.PIXEL_STD", "MODEL.BACKBONE.FREEZE_AT",
-    "MODEL.RESNETS.DEPTH", "MODEL.RESNETS.RES2_OUT_CHANNELS", "MODEL.RESNETS.NORM",
-    "MODEL.RESNETS.STEM_OUT_CHANNELS", "MODEL.FPN.OUT_CHANNELS", "INPUT", "DATASETS", "DATALOADER",
-    "SOLVER", "TEST.DETECTIONS_PER_IMAGE", "SEED",
-)
+SHAPES = REPO / "configs" / "Shapes"
+# --models key -> (name in tables and pictures, config). Why each config: its file's header.
+MODEL_CONFIGS = {
+    "blendmask": ("BlendMask", SHAPES / "BlendMask_R18.yaml"),
+    "centermask": ("CenterMask-Lite", SHAPES / "CenterMask_Lite_V19.yaml"),
+    "solov2": ("SOLOv2", SHAPES / "SOLOv2_R18.yaml"),
+    "aggmask": ("AggMask*", SHAPES / "AggMask_R18.yaml"),
+    "mask_rcnn": ("Mask R-CNN", SHAPES / "MaskRCNN_R18.yaml"),
+}
 logger = logging.getLogger("main_job")
 
 
-def _get(cfg, key):
-    for part in key.split("."):
-        cfg = cfg[part]
-    return cfg
+def parse_models(values) -> list:
+    """``["blendmask,centermask", "SOLOv2"]`` -> ["blendmask", "centermask", "solov2"] (any case,
+    commas or spaces, repeats dropped); unknown names raise a ValueError listing the known ones."""
+    keys = []
+    for value in values:
+        for name in filter(None, value.replace(" ", ",").split(",")):
+            key = name.lower().replace("-", "_")
+            key = {"maskrcnn": "mask_rcnn", "aggmask*": "aggmask"}.get(key, key)
+            if key not in MODEL_CONFIGS:
+                raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODEL_CONFIGS)}")
+            if key not in keys:
+                keys.append(key)
+    return keys
 
 
-def _set(cfg, key, value):
-    *parents, last = key.split(".")
-    for part in parents:
-        cfg = cfg[part]
-    cfg[last] = value
-
-
-def blendmask_cfg(args, output_dir: Path, model: str = "BlendMask"):
-    """The shapes config of ``model`` (a key of MODEL_CONFIGS) with the command line's overrides."""
-    cfg = blendmask.load_config(MODEL_CONFIGS[model], ["OUTPUT_DIR", str(output_dir / model.lower()), *args.opts])
+def model_cfg(args, output_dir: Path, key: str):
+    """The shapes config of model ``key`` with the command line's overrides, frozen=False."""
+    name, path = MODEL_CONFIGS[key]
+    if not path.exists():
+        raise FileNotFoundError(f"{name}: its config {path.relative_to(REPO)} does not exist in this version")
+    cfg = blendmask.load_config(path, ["OUTPUT_DIR", str(output_dir / key), *args.opts])
     if args.iters:
         scale = args.iters / cfg.SOLVER.MAX_ITER
         cfg.SOLVER.STEPS = tuple(int(s * scale) for s in cfg.SOLVER.STEPS)
@@ -82,40 +93,80 @@ def blendmask_cfg(args, output_dir: Path, model: str = "BlendMask"):
     return cfg
 
 
-def mask_rcnn_cfg(bm_cfg, output_dir: Path):
-    """detectron2's Mask R-CNN (model zoo R50-FPN config) with BlendMask's backbone, input and solver."""
+def coco_summary(results) -> dict:
+    b, s = results.get("bbox", {}), results.get("segm", {})
+    return {"bbox AP": b.get("AP"), "bbox AP50": b.get("AP50"), "segm AP": s.get("AP"),
+            "segm AP50": s.get("AP50"), "segm AP75": s.get("AP75")}
+
+
+def inference_ms(cfg, dataset_name: str, num_images: int) -> float:
+    """Median wall time of Predictor on ``num_images`` val images (3 warm-up images first), ms."""
+    predictor = predictor_from_checkpoint(cfg)
+    records = DatasetCatalog.get(dataset_name)
+    images = [read_image(r["file_name"], format="BGR") for r in records[: num_images + 3]]
+    times = []
+    with torch.no_grad():
+        for i, image in enumerate(images):
+            start = time.perf_counter()
+            predictor(image)
+            if i >= 3:
+                times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times) if times else float("nan")
+
+
+def train_one(key: str, cfg_yaml: str, minutes: float, curve_points: int, timing_images: int, threads: int,
+              log_path: str) -> dict:
+    """Train, evaluate and time one model (run in its own process); also writes <OUTPUT_DIR>/run.json."""
+    from blendmask.config import get_cfg
+    from blendmask.engine.budget import BudgetTrainer
+
+    setup_logger(log_path, name="detectron2")
+    setup_logger(log_path, name="main_job", abbrev_name="main_job")
+    torch.set_num_threads(threads)
+    register_shapes()
     cfg = get_cfg()
-    cfg.merge_from_file(model_zoo.get_config_file(MASK_RCNN_BASE))
-    for key in SHARED_KEYS:
-        _set(cfg, key, _get(bm_cfg, key).clone() if hasattr(_get(bm_cfg, key), "clone") else _get(bm_cfg, key))
-    cfg.MODEL.ANCHOR_GENERATOR.SIZES = [[16], [32], [64], [128], [256]]  # the shapes are 14-56 px
-    # heads narrowed like BlendMask's: the default 256-channel mask head on 128 RoIs per image costs
-    # about 10x the whole R-18 backbone on a CPU
-    cfg.MODEL.ROI_MASK_HEAD.CONV_DIM = bm_cfg.MODEL.FPN.OUT_CHANNELS
-    cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 64
-    cfg.OUTPUT_DIR = str(output_dir / "mask_rcnn")
-    set_num_classes(cfg)
-    return cfg
-
-
-def train_and_evaluate(cfg, name: str):
-    """Train with blendmask.engine.Trainer, then evaluate on cfg.DATASETS.TEST. Returns (results, minutes)."""
+    cfg.merge_from_other_cfg(type(cfg).load_cfg(cfg_yaml))
+    name = MODEL_CONFIGS[key][0]
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     (Path(cfg.OUTPUT_DIR) / "config.yaml").write_text(cfg.dump())
     train_cfg = cfg.clone()
-    train_cfg.DATASETS.TEST = ()  # evaluate once, below, rather than in the trainer's hook
+    train_cfg.DATASETS.TEST = ()  # evaluated below (and by the curve hook), not by the trainer
     train_cfg.freeze()
     seed_all_rng(cfg.SEED if cfg.SEED >= 0 else None)
-    logger.info(f"Training {name} for {cfg.SOLVER.MAX_ITER} iterations; output in {cfg.OUTPUT_DIR}")
+
+    def evaluate(model):
+        return coco_summary(Trainer.test(cfg, model))
+
     start = time.perf_counter()
-    trainer = Trainer(train_cfg)
-    trainer.resume_or_load(resume=False)
-    trainer.train()
-    minutes = (time.perf_counter() - start) / 60
-    logger.info(f"{name}: training took {minutes:.1f} min. Evaluating on {cfg.DATASETS.TEST[0]}")
-    results = Trainer.test(cfg, trainer.model)
-    (Path(cfg.OUTPUT_DIR) / "results.json").write_text(json.dumps(results, indent=1))
-    return results, minutes
+    if minutes:
+        logger.info(f"Training {name} for {minutes} min of training steps; output in {cfg.OUTPUT_DIR}")
+        trainer = BudgetTrainer(train_cfg, minutes * 60, evaluate, curve_points)
+        trainer.resume_or_load(resume=False)
+        trainer.train()
+        iterations, train_s, curve = trainer.iterations, trainer.clock.spent_s, trainer.curve.rows
+    else:
+        logger.info(f"Training {name} for {cfg.SOLVER.MAX_ITER} iterations; output in {cfg.OUTPUT_DIR}")
+        trainer = Trainer(train_cfg)
+        trainer.resume_or_load(resume=False)
+        trainer.train()
+        iterations, train_s, curve = cfg.SOLVER.MAX_ITER, time.perf_counter() - start, []
+    wall_s = time.perf_counter() - start
+    logger.info(f"{name}: {iterations} iterations, {train_s / 60:.1f} min of training. Evaluating.")
+    final = evaluate(trainer.model)
+    curve.append({"minutes": train_s / 60, "iteration": iterations, **final})
+    run = {
+        "model": name, "iterations": iterations, "s/iter": train_s / max(iterations, 1),
+        "train min": train_s / 60, "wall min": wall_s / 60, **final,
+        "inference ms/image": inference_ms(cfg, cfg.DATASETS.TEST[0], timing_images),
+        "peak MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "curve": curve,
+    }
+    (Path(cfg.OUTPUT_DIR) / "run.json").write_text(json.dumps(run, indent=1))
+    return run
+
+
+def _train_one_process(*args):
+    train_one(*args)
 
 
 def predictor_from_checkpoint(cfg):
@@ -128,7 +179,7 @@ def save_pictures(runs, dataset_name: str, out_dir: Path, num_images: int, thres
     """One png per val image: ground truth, then each model's predictions (score >= threshold)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     metadata = MetadataCatalog.get(dataset_name)
-    predictors = {name: predictor_from_checkpoint(cfg) for name, cfg in runs.items()}
+    predictors = {MODEL_CONFIGS[key][0]: predictor_from_checkpoint(cfg) for key, cfg in runs.items()}
     paths = []
     for record in DatasetCatalog.get(dataset_name)[:num_images]:
         image = read_image(record["file_name"], format="BGR")
@@ -166,17 +217,38 @@ def read_metrics(output_dir: str):
 
 def plot_losses(runs, path: Path):
     fig, axes = plt.subplots(1, len(runs), figsize=(6.5 * len(runs), 4.5), squeeze=False)
-    for ax, (name, cfg) in zip(axes[0], runs.items()):
+    for ax, (key, cfg) in zip(axes[0], runs.items()):
         rows = read_metrics(cfg.OUTPUT_DIR)
         keys = sorted({k for r in rows for k in r if k.startswith("loss") or k == "total_loss"})
-        for key in keys:
-            points = [(r["iteration"], r[key]) for r in rows if key in r]
-            ax.plot(*zip(*points), label=key, linewidth=2.5 if key == "total_loss" else 1.2)
+        for loss in keys:
+            points = [(r["iteration"], r[loss]) for r in rows if loss in r]
+            ax.plot(*zip(*points), label=loss, linewidth=2.5 if loss == "total_loss" else 1.2)
         ax.set_yscale("log")
         ax.set_xlabel("iteration")
-        ax.set_title(f"{name}: training losses (median of 20 iterations)")
+        ax.set_title(f"{MODEL_CONFIGS[key][0]}: training losses (median of 20 iterations)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_curves(results, path: Path, title: str):
+    """segm AP (solid) and bbox AP (dashed) against training minutes, one colour per model."""
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for i, run in enumerate(results.values()):
+        colour = f"C{i}"
+        minutes = [row["minutes"] for row in run["curve"]]
+        for metric, style in (("segm AP", "-o"), ("bbox AP", "--")):
+            values = [row.get(metric) for row in run["curve"]]
+            if any(v is not None for v in values):
+                ax.plot(minutes, [float("nan") if v is None else v for v in values], style, color=colour,
+                        label=f"{run['model']} {metric}", markersize=4)
+    ax.set_xlabel("training minutes (evaluations not counted)")
+    ax.set_ylabel("COCO AP (%) on shapes_val")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -192,61 +264,86 @@ def choose_threads(requested: int) -> int:
     return max(1, min(cores, round(cores - busy)))
 
 
-def summary_table(results, minutes) -> str:
-    header = ("model", "train min", "bbox AP", "bbox AP50", "segm AP", "segm AP50", "segm AP75")
-    lines = [f"{header[0]:<12} " + " ".join(f"{h:>9}" for h in header[1:])]
-    for name, res in results.items():
-        b, s = res.get("bbox", {}), res.get("segm", {})
-        values = (minutes[name], b.get("AP"), b.get("AP50"), s.get("AP"), s.get("AP50"), s.get("AP75"))
-        lines.append(f"{name:<12} " + " ".join(f"{float('nan') if v is None else v:>9.1f}" for v in values))
+COLUMNS = ("iterations", "s/iter", "train min", "bbox AP", "segm AP", "segm AP50", "inference ms/image", "peak MB")
+
+
+def summary_table(results) -> str:
+    """A markdown table of the runs (``None`` results print as nan)."""
+    lines = ["| model | " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * len(COLUMNS)]
+    formats = {"iterations": "{:.0f}", "s/iter": "{:.3f}", "peak MB": "{:.0f}", "inference ms/image": "{:.1f}"}
+    for run in results.values():
+        cells = [formats.get(c, "{:.1f}").format(float("nan") if run.get(c) is None else run[c]) for c in COLUMNS]
+        lines.append(f"| {run['model']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", default=str(REPO / "output" / "main_job"))
-    parser.add_argument("--iters", type=int, default=0, help="training iterations (default: the config's)")
-    parser.add_argument("--models", nargs="+", default=["BlendMask"], choices=sorted(MODEL_CONFIGS),
-                        help="models to train and evaluate, each with its configs/Shapes config")
-    parser.add_argument("--compare-mask-rcnn", action="store_true",
-                        help="also train detectron2's Mask R-CNN with the same backbone, input and solver")
+    parser.add_argument("--models", nargs="+", default=["blendmask"],
+                        help=f"comma-separated, any of {', '.join(MODEL_CONFIGS)}")
+    parser.add_argument("--minutes", type=float, default=0,
+                        help="train each model for this many minutes of training steps (default: iterations)")
+    parser.add_argument("--iters", type=int, default=0, help="training iterations without --minutes "
+                        "(default: the config's SOLVER.MAX_ITER)")
+    parser.add_argument("--curve-points", type=int, default=5,
+                        help="--minutes: evaluations at evenly spaced fractions of the budget (the last at the end)")
+    parser.add_argument("--compare-mask-rcnn", action="store_true", help="same as adding mask_rcnn to --models")
     parser.add_argument("--num-pictures", type=int, default=8)
+    parser.add_argument("--timing-images", type=int, default=50)
     parser.add_argument("--score-threshold", type=float, default=0.4, help="lowest score drawn in the pictures")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: the idle cores)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides of every model's config")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    try:
+        args.models = parse_models(args.models + (["mask_rcnn"] if args.compare_mask_rcnn else []))
+    except ValueError as e:
+        parser.error(str(e))
+    if args.minutes < 0 or (args.minutes and args.iters):
+        parser.error("--minutes must be positive and cannot be combined with --iters")
+    return args
 
 
 def main(argv=None):
     args = parse_args(argv)
     output_dir = Path(args.output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
-    setup_logger(str(output_dir / "log.txt"), name="detectron2")
-    setup_logger(str(output_dir / "log.txt"), name="main_job", abbrev_name="main_job")
+    log_path = str(output_dir / "log.txt")
+    setup_logger(log_path, name="main_job", abbrev_name="main_job")
     threads = choose_threads(args.threads)
-    torch.set_num_threads(threads)
     logger.info(f"torch {torch.__version__}: {threads} CPU thread(s); output folder {output_dir}")
 
     start = time.perf_counter()
     names = register_shapes()  # generated once into .cache/datasets/shapes
     logger.info(f"Dataset ready in {time.perf_counter() - start:.0f}s: {names}")
+    runs = {key: model_cfg(args, output_dir, key) for key in args.models}  # fails early on a bad config
 
-    runs = {name: blendmask_cfg(args, output_dir, name) for name in dict.fromkeys(args.models)}
-    if args.compare_mask_rcnn:
-        runs["Mask R-CNN"] = mask_rcnn_cfg(runs.get("BlendMask", next(iter(runs.values()))), output_dir)
-    results, minutes = {}, {}
-    for name, cfg in runs.items():
-        results[name], minutes[name] = train_and_evaluate(cfg, name)
+    spawn = multiprocessing.get_context("spawn")
+    results = {}
+    for key, cfg in runs.items():
+        run_json = Path(cfg.OUTPUT_DIR) / "run.json"
+        run_json.unlink(missing_ok=True)
+        process = spawn.Process(target=_train_one_process, args=(
+            key, cfg.dump(), args.minutes, args.curve_points, args.timing_images, threads, log_path))
+        process.start()
+        process.join()
+        if process.exitcode != 0 or not run_json.exists():
+            raise SystemExit(f"{MODEL_CONFIGS[key][0]} failed (exit code {process.exitcode}); see {log_path}")
+        results[key] = json.loads(run_json.read_text())
 
-    pictures = save_pictures(runs, names["val"], output_dir / "pictures", args.num_pictures, args.score_threshold)
+    budget = f"{args.minutes:g} min of training each" if args.minutes else "each config's iterations"
+    title = f"shapes_val, {budget}, {threads} CPU thread(s)"
+    plot_curves(results, output_dir / "curves.png", title)
     plot_losses(runs, output_dir / "losses.png")
-    table = summary_table(results, minutes)
-    (output_dir / "summary.txt").write_text(table + "\n")
-    print(f"\nResults on {names['val']} ({len(DatasetCatalog.get(names['val']))} images), COCO AP in %:")
+    pictures = save_pictures(runs, names["val"], output_dir / "pictures", args.num_pictures, args.score_threshold)
+    table = summary_table(results)
+    (output_dir / "summary.txt").write_text(f"{title}\n\n{table}\n")
+    (output_dir / "summary.json").write_text(json.dumps(results, indent=1))
+    print(f"\nResults on {names['val']} ({len(DatasetCatalog.get(names['val']))} images), COCO AP in %, {budget}:")
     print(table)
     print(f"\nTotal time {(time.perf_counter() - start) / 60:.1f} min with {threads} CPU thread(s).")
-    print(f"Pictures ({len(pictures)}: ground truth | prediction): {output_dir / 'pictures'}")
-    print(f"Training-loss plot: {output_dir / 'losses.png'}")
+    print(f"Pictures ({len(pictures)}: ground truth | each model): {output_dir / 'pictures'}")
+    print(f"AP against minutes: {output_dir / 'curves.png'}; training losses: {output_dir / 'losses.png'}")
     print(f"Output folder: {output_dir}")
     return results
 

@@ -2,7 +2,8 @@
 # Create .venv/ with torch, a python-only detectron2 built from PyPI, and blendmask (editable).
 #
 # Idempotent: a second run checks what is there and installs nothing new.
-# A real detectron2 already importable in the venv (e.g. built from source) is left alone.
+# A detectron2 already importable in the venv (compiled, or python-only such as a build of its main
+# branch) is kept and named in the log, unless BLENDMASK_REPLACE_DETECTRON2=1.
 # Environment: PYTHON (default python3.11), VENV (default .venv), CACHE_DIR (default .cache).
 set -euo pipefail
 
@@ -23,7 +24,8 @@ log() { echo "[setup] $*"; }
 PY="$VENV/bin/python"
 PIP=("$PY" -m pip --disable-pip-version-check -q)
 
-if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$SETUP_HASH" ]] && "$PY" -c "import torch, detectron2, blendmask" 2>/dev/null; then
+if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$SETUP_HASH" && "${BLENDMASK_REPLACE_DETECTRON2:-0}" != "1" ]] \
+    && "$PY" -c "import torch, detectron2, blendmask" 2>/dev/null; then
   log "environment up to date: $VENV (delete $STAMP to force a re-check)"
   exit 0
 fi
@@ -39,20 +41,14 @@ if ! "$PY" -c "import torch, torchvision, sys; sys.exit(not (torch.__version__.s
   "${PIP[@]}" install "${TORCH_PINS[@]}" "setuptools>=77.0.3,<82" wheel
 fi
 
-d2_state="$("$PY" - <<'PYEOF'
-import importlib.util
-spec = importlib.util.find_spec("detectron2")
-if spec is None:
-    print("missing")
-else:
-    import detectron2._C as c
-    print("placeholder" if getattr(c, "IS_PLACEHOLDER", False) else "real")
-PYEOF
-)" || d2_state="missing"
+# What detectron2 is there: "missing...", or "<compiled|python-only> <version> <folder>".
+d2_state="$("$PY" "$ROOT/tools/detectron2_pyonly/which_detectron2.py" 2>/dev/null)" || d2_state="missing"
 
-if [[ "$d2_state" == "real" ]]; then
-  log "a compiled detectron2 is installed: leaving it alone"
+if [[ "$d2_state" != missing* && "${BLENDMASK_REPLACE_DETECTRON2:-0}" != "1" ]]; then
+  read -r d2_kind d2_version d2_path <<< "$d2_state"
+  log "keeping the installed $d2_kind detectron2 $d2_version ($d2_path); set BLENDMASK_REPLACE_DETECTRON2=1 to replace it with the python-only 0.6 build"
 else
+  [[ "$d2_state" != missing* ]] && log "replacing the installed detectron2 ($d2_state): BLENDMASK_REPLACE_DETECTRON2=1"
   wheel="$(ls "$WHEEL_DIR"/detectron2-0.6+pyonly-*.whl 2>/dev/null | head -n1 || true)"
   if [[ -z "$wheel" ]]; then
     log "building a python-only detectron2 0.6 wheel from the hash-pinned pb1-detectron2 sdist"
@@ -83,6 +79,6 @@ if ! "$PY" -c "import panopticapi.evaluation" 2>/dev/null; then
   "${PIP[@]}" install --no-deps "$PANOPTICAPI_REQ"
 fi
 
-"$PY" -c "import blendmask, detectron2; print('[setup] detectron2', detectron2.__version__, '| blendmask', blendmask.__version__)"
+"$PY" -c "import blendmask, detectron2, os; print('[setup] using detectron2', detectron2.__version__, 'from', os.path.dirname(detectron2.__file__), '| blendmask', blendmask.__version__)"
 echo "$SETUP_HASH" > "$STAMP"
 log "done in $(( $(date +%s) - start ))s: activate with 'source $VENV/bin/activate'"

@@ -1,0 +1,102 @@
+"""Training for a wall-clock budget (blendmask.engine.budget, tools/main_job.py --minutes)."""
+
+import sys
+
+import pytest
+import torch
+
+import blendmask
+from blendmask.data import ShapesSpec, register_shapes, set_num_classes
+from blendmask.engine.budget import BudgetSpent, BudgetTrainer, TimeBudgetHook, TrainingClock, budget_lr_factor
+from conftest import REPO_ROOT
+
+CONFIG = REPO_ROOT / "configs" / "Shapes" / "BlendMask_R18.yaml"
+TINY = ShapesSpec(image_size=64, num_train=4, num_val=2, min_shape_size=12, max_shape_size=32)
+TINY_OPTS = [
+    "MODEL.DEVICE", "cpu", "MODEL.FPN.OUT_CHANNELS", "32", "MODEL.BASIS_MODULE.CONVS_DIM", "16",
+    "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64", "INPUT.MIN_SIZE_TEST", "64",
+    "INPUT.MAX_SIZE_TEST", "64", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.BASE_LR", "0.01",
+    "SOLVER.WARMUP_ITERS", "2", "SOLVER.STEPS", "(50, 75)", "SOLVER.MAX_ITER", "100",
+    "SOLVER.CHECKPOINT_PERIOD", "1000", "DATALOADER.NUM_WORKERS", "0", "SEED", "1",
+]
+
+
+class FakeTime:
+    """Each call returns the previous value plus ``step`` seconds."""
+
+    def __init__(self, step):
+        self.t, self.step = 0.0, step
+
+    def __call__(self):
+        self.t += self.step
+        return self.t
+
+
+def test_learning_rate_follows_the_config_schedule_in_time():
+    cfg = blendmask.load_config(CONFIG, TINY_OPTS)
+    clock = TrainingClock(100.0)
+    factor = budget_lr_factor(cfg, clock)
+    assert factor(0) == pytest.approx(cfg.SOLVER.WARMUP_FACTOR)  # warm-up is in iterations
+    assert factor(1) == pytest.approx(cfg.SOLVER.WARMUP_FACTOR * 0.5 + 0.5)
+    for spent, expected in ((0.0, 1.0), (49.9, 1.0), (50.0, 0.1), (74.9, 0.1), (75.0, 0.01), (99.0, 0.01)):
+        clock.spent_s = spent
+        assert factor(10) == pytest.approx(expected), spent
+
+
+def test_clock_counts_only_the_timed_steps_and_the_hook_stops_training():
+    clock = TrainingClock(3.0, now=FakeTime(1.0))
+    hook = TimeBudgetHook(clock)
+    hook.before_step()
+    hook.after_step()  # 1 s
+    clock.now()  # time outside a step (an evaluation) is not counted
+    hook.before_step()
+    hook.after_step()  # 2 s
+    assert clock.spent_s == 2.0 and hook.iterations == 2
+    hook.before_step()
+    with pytest.raises(BudgetSpent):
+        hook.after_step()
+    with pytest.raises(ValueError, match="positive"):
+        TrainingClock(0)
+
+
+def test_budget_trainer_stops_on_time_saves_and_records_a_curve(tmp_path):
+    names = register_shapes(tmp_path / "data", TINY, prefix="budget_shapes")
+    cfg = blendmask.load_config(CONFIG, [*TINY_OPTS, "OUTPUT_DIR", str(tmp_path / "out"),
+                                         "DATASETS.TRAIN", f"('{names['train']}',)", "DATASETS.TEST", "()"])
+    set_num_classes(cfg)
+    cfg.freeze()
+    torch.manual_seed(0)
+    evaluated = []
+
+    def evaluate(model):
+        evaluated.append(model.training)
+        return {"segm AP": float(len(evaluated))}
+
+    # each timed step lasts 1 fake second: a 6 s budget is 6 iterations; learning-rate steps at
+    # 50% and 75% of it; curve points at 1/3 and 2/3
+    trainer = BudgetTrainer(cfg, 6.0, evaluate, curve_points=3, clock=TrainingClock(6.0, now=FakeTime(1.0)))
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    assert trainer.iterations == 6 and trainer.clock.spent_s == pytest.approx(6.0)
+    assert (tmp_path / "out" / "model_final.pth").exists()
+    assert [r["iteration"] for r in trainer.curve.rows] == [2, 4] and len(evaluated) == 2
+    lr = trainer.optimizer.param_groups[0]["lr"]
+    assert lr == pytest.approx(cfg.SOLVER.BASE_LR * cfg.SOLVER.GAMMA**2)
+
+
+def test_main_job_parses_models_and_builds_every_existing_config(tmp_path):
+    sys.path.insert(0, str(REPO_ROOT / "tools"))
+    import main_job
+
+    args = main_job.parse_args(["--models", "BlendMask,mask_rcnn", "SOLOv2", "--minutes", "2"])
+    assert args.models == ["blendmask", "mask_rcnn", "solov2"] and args.minutes == 2
+    with pytest.raises(SystemExit):
+        main_job.parse_args(["--models", "blendmask,nonsense"])
+    with pytest.raises(SystemExit):
+        main_job.parse_args(["--minutes", "2", "--iters", "10"])
+    for key, (name, path) in main_job.MODEL_CONFIGS.items():
+        if not path.exists():
+            continue
+        cfg = main_job.model_cfg(main_job.parse_args(["--iters", "10"]), tmp_path, key)
+        assert cfg.SOLVER.MAX_ITER == 10 and cfg.OUTPUT_DIR == str(tmp_path / key), name
+        assert cfg.SOLVER.IMS_PER_BATCH == 8 and cfg.INPUT.MIN_SIZE_TEST == 128, name  # same data and batch
