@@ -53,6 +53,8 @@ MODELS = {
     "BlendMask R_50 d2-paste": ("ours", BLENDMASK, None, ("lazy-paste",)),
     "BlendMask R_50 unfolded-BN": ("ours", BLENDMASK, None, ("bn-fold",)),
     "BlendMask R_50 before": ("ours", BLENDMASK, None, ("sparse-attn", "channels-last", "lazy-paste", "bn-fold")),
+    # AdelaiDet's panoptic BlendMask: P2 in the FPN, detectron2's semantic FPN head, its resize and combine
+    "Panoptic BlendMask R_50": ("ours", "configs/BlendMask/Panoptic/R_50_3x.yaml", None, ()),
 }
 DEFAULT_MODELS = ["BlendMask R_50", "BlendMask R_50 550", "FCOS R_50", "CenterMask V-39", "CenterMask-Lite V-19",
                   "Mask R-CNN R50-FPN"]
@@ -181,6 +183,12 @@ def instrument(kind, model, timer):
             timer.module("basis module", model.basis_module)
             timer.method("attention", model.top_layer, "at_locations")
             timer.method("blender", model.blender, "mask_probs")
+        if getattr(model, "panoptic_module", None) is not None:
+            from blendmask.modeling.blendmask import panoptic
+
+            timer.module("semantic head", model.panoptic_module)
+            timer.method("semantic resize", panoptic, "sem_seg_postprocess")
+            timer.method("combine", panoptic, "combine_semantic_and_instance_outputs")
         if hasattr(model, "roi_heads"):  # CenterMask
             from blendmask.modeling.centermask import meta_arch as centermask_meta_arch
 
@@ -294,7 +302,8 @@ def markdown(results, counts):
     lines += ["", "| ratio | " + " | ".join(f"N={n}" for n in counts) + " |", "|---|" + "---:|" * len(counts)]
     pairs = [("BlendMask / Mask R-CNN", "BlendMask R_50", "Mask R-CNN R50-FPN"),
              ("BlendMask / FCOS", "BlendMask R_50", "FCOS R_50"),
-             ("BlendMask / Mask R-CNN NHWC", "BlendMask R_50", "Mask R-CNN R50-FPN NHWC")]
+             ("BlendMask / Mask R-CNN NHWC", "BlendMask R_50", "Mask R-CNN R50-FPN NHWC"),
+             ("Panoptic BlendMask / BlendMask", "Panoptic BlendMask R_50", "BlendMask R_50")]
     pairs += [(f"{m[len('BlendMask R_50 '):]} / BlendMask R_50", m, "BlendMask R_50")
               for m in MODELS if MODELS[m][3]]
     present = {m for m, _, _ in results}

@@ -1,6 +1,7 @@
 """Run a BlendMask (or FCOS) model on images, a video or a webcam and draw what it finds.
 
-Masks, boxes, class names and scores are drawn with detectron2's ``Visualizer``. Examples::
+Masks, boxes, class names and scores are drawn with detectron2's ``Visualizer``; for a panoptic
+BlendMask (configs/BlendMask/Panoptic) the panoptic map (things and stuff) is drawn on images. Examples::
 
     python demo/demo.py --config-file configs/BlendMask/R_50_1x.yaml --input photos/ 'more/*.jpg' \\
         --output drawn/ --opts MODEL.WEIGHTS blendmask_R_50_1x.pth
@@ -143,10 +144,12 @@ def run_on_images(predictor, paths, outputs) -> int:
             failed += 1
             continue
         start = time.perf_counter()
-        instances = predictor(image)
+        predicted = predictor.predict(image)
         seconds = time.perf_counter() - start
-        tqdm.write(f"{path}: {len(instances)} instance{'s' * (len(instances) != 1)} in {seconds:.2f} s")
-        drawn = predictor.draw(image, instances)
+        instances, panoptic = predicted["instances"], predicted.get("panoptic_seg")
+        segments = f", {len(panoptic[1])} panoptic segments" if panoptic is not None else ""
+        tqdm.write(f"{path}: {len(instances)} instance{'s' * (len(instances) != 1)}{segments} in {seconds:.2f} s")
+        drawn = predictor.draw(image, instances, panoptic_seg=panoptic)
         if outputs:
             if not cv2.imwrite(outputs[i], drawn):
                 tqdm.write(f"failed to write {outputs[i]}", file=sys.stderr)
