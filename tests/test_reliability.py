@@ -241,6 +241,40 @@ def test_training_loader_replaces_unreadable_images_with_readable_ones(tmp_path,
     assert sorted(w.split(":")[0].rsplit("/", 1)[1] for w in warned) == sorted(BAD_IMAGES), warned
 
 
+def test_evaluation_skips_unreadable_images_with_the_training_warning(tmp_path, caplog):
+    """Trainer.test's loader gives every readable image once (in order), skips the unreadable ones
+    with the training loader's one-line warning, and inference_on_dataset runs through it."""
+    from detectron2.evaluation import DatasetEvaluator, inference_on_dataset
+
+    from blendmask.engine import Trainer
+
+    name = _mixed_image_dataset(tmp_path / "images", "mixed_images_eval")
+    cfg = _small_input_cfg(name)
+    with caplog.at_level(logging.WARNING, logger="blendmask.data.mapper"):
+        loader = Trainer.build_test_loader(cfg, name)
+        batches = list(loader)
+    assert all(len(b) == 1 for b in batches) and len(loader) == len(GOOD_IMAGES) + len(BAD_IMAGES)
+    seen = [os.path.basename(b[0]["file_name"]) for b in batches]
+    assert sorted(seen) == sorted(GOOD_IMAGES)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    for file_name in BAD_IMAGES:
+        path = str(tmp_path / "images" / file_name)
+        assert sum(w.startswith(f"skipping evaluation image {path}: cannot read it as an image") for w in warned) == 1
+
+    class Count(DatasetEvaluator):
+        def reset(self):
+            self.names = []
+
+        def process(self, inputs, outputs):
+            self.names += [os.path.basename(x["file_name"]) for x in inputs]
+
+        def evaluate(self):
+            return {"count": {"images": len(self.names)}}
+
+    results = inference_on_dataset(lambda inputs: [{}] * len(inputs), loader, Count())
+    assert results == {"count": {"images": len(GOOD_IMAGES)}}
+
+
 def test_a_dataset_of_only_unreadable_images_fails_clearly():
     from blendmask.data import SkipNoneDataset
 

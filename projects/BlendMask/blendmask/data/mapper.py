@@ -4,6 +4,7 @@ A corrupt, truncated, missing or non-image file in a large dataset should cost o
 training run. :class:`SkipUnreadableMapper` is detectron2's ``DatasetMapper`` that turns such a
 record into ``None`` with a warning naming the file; :class:`SkipNoneDataset` hands out another
 record in its place; :func:`build_train_loader` puts the two into detectron2's training loader.
+:func:`build_test_loader` skips such records in evaluation (with the same warning).
 
 Why not rely on detectron2 for the second part: its map-style ``MapDataset`` retries other indices
 when the mapper returns ``None``, but it draws them with ``random.sample`` from a ``set``, which
@@ -66,7 +67,8 @@ class SkipUnreadableMapper(DatasetMapper):
                 raise
         finally:
             self.instance_mask_format = mask_format
-        logger.warning(f"skipping training image {file_name}: cannot read it as an image ({problem})")
+        stage = "training" if self.is_train else "evaluation"
+        logger.warning(f"skipping {stage} image {file_name}: cannot read it as an image ({problem})")
         return None
 
 
@@ -103,6 +105,55 @@ class SkipNoneDataset(torch.utils.data.Dataset):
                     "each file): check the dataset's image root and files"
                 )
             index = self._rng.randrange(len(self))
+
+
+class _MappedOrNone(torch.utils.data.Dataset):
+    """``dataset[i]`` is ``mapper(records[i])``, which may be ``None``."""
+
+    def __init__(self, records, mapper: Callable):
+        self.records, self.mapper = records, mapper
+
+    def __len__(self):
+        return len(self.records)
+
+    def __getitem__(self, index):
+        return self.mapper(self.records[index])
+
+
+def _drop_none(batch):
+    return [x for x in batch if x is not None]
+
+
+class SkipEmptyBatches:
+    """Iterates a loader's batches, leaving out the empty ones (every image of the batch skipped);
+    ``len`` is the loader's (the number of images for a batch size of 1)."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        return (batch for batch in self.loader if batch)
+
+
+def build_test_loader(cfg, dataset_name: str, mapper: Optional[Callable] = None):
+    """detectron2's inference loader for ``dataset_name`` (one image per batch, each process its
+    share with ``InferenceSampler``, ``DATALOADER.NUM_WORKERS`` workers), with records whose image
+    cannot be read skipped with the training loader's one-line warning. The objects of a skipped
+    image are not predicted, so the evaluator counts them as missed."""
+    from detectron2.data import get_detection_dataset_dicts
+    from detectron2.data.samplers import InferenceSampler
+
+    mapper = mapper if mapper is not None else SkipUnreadableMapper(cfg, is_train=False)
+    records = get_detection_dataset_dicts([dataset_name], filter_empty=False)
+    dataset = _MappedOrNone(DatasetFromList(records, copy=False), mapper)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=1, sampler=InferenceSampler(len(dataset)), num_workers=cfg.DATALOADER.NUM_WORKERS,
+        collate_fn=_drop_none,
+    )
+    return SkipEmptyBatches(loader)
 
 
 def build_train_loader(cfg, mapper: Optional[Callable] = None):

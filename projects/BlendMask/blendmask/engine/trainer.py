@@ -11,7 +11,7 @@ from detectron2.engine import DefaultTrainer, TrainerBase
 from detectron2.evaluation import COCOPanopticEvaluator, DatasetEvaluators
 
 from ..checkpoint import BlendMaskCheckpointer
-from ..data import build_train_loader
+from ..data import build_test_loader, build_train_loader
 from ..evaluation import MaskScoringCOCOEvaluator
 from ..utils.env import detectron2_has_compiled_ops
 from .launch import create_ddp_model
@@ -38,7 +38,8 @@ class Trainer(DefaultTrainer):
 
     - checkpoints read weights-only and written atomically (``BlendMaskCheckpointer``), for
       ``resume_or_load`` and the periodic checkpoints alike;
-    - a training loader that skips records whose image cannot be read, with a warning naming it;
+    - training and evaluation loaders that skip records whose image cannot be read, with a
+      warning naming it;
     - the optimizer state saved under ``"_trainer"`` (the layout of later detectron2), so
       ``--resume`` continues with the same momentum and learning rate;
     - several processes on CPUs (gloo) as well as GPUs: the model is wrapped by
@@ -67,6 +68,10 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_train_loader(cls, cfg):
         return build_train_loader(cfg)
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return build_test_loader(cfg, dataset_name)
 
     def state_dict(self):
         state = super().state_dict()
