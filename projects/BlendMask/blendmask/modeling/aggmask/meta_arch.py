@@ -76,8 +76,8 @@ class AggMask(SOLOv2):
     def heads(self, features: Dict[str, torch.Tensor]):
         """(category logits per level (N, C, Sc, Sc), kernels per level (N, E, Sm, Sm), mask feature
         (N, E, Hf, Wf), cell-network parameters per level (N, K, Sc, Sc), context (N, Cc, Hf, Wf))."""
-        inputs = self.ins_head.grid_inputs(instance_features([features[f] for f in self.instance_in_features]))
-        cate_logits, kernels = self.ins_head.predict(inputs)
+        cate_logits, kernels, inputs = self.ins_head(
+            instance_features([features[f] for f in self.instance_in_features]), return_grid_inputs=True)
         weights = self.weight_head([x for x, _ in inputs])
         mask_feat = self.mask_head([features[f] for f in self.mask_in_features])
         context = self.context_head([features[f] for f in self.context_in_features])

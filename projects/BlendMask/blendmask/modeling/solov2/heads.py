@@ -85,9 +85,12 @@ class SOLOv2InsHead(nn.Module):
             cate_logits.append(self.cate_pred(self.cate_tower(x[:, :-2])))
         return cate_logits, kernels
 
-    def forward(self, features: List[torch.Tensor]) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
-        """Per level: category logits (N, C, S, S) and kernels (N, E, Sk, Sk)."""
-        return self.predict(self.grid_inputs(features))
+    def forward(self, features: List[torch.Tensor], return_grid_inputs: bool = False):
+        """Per level: category logits (N, C, S, S) and kernels (N, E, Sk, Sk); with
+        ``return_grid_inputs`` also :meth:`grid_inputs` (for heads that read them too)."""
+        inputs = self.grid_inputs(features)
+        cate_logits, kernels = self.predict(inputs)
+        return (cate_logits, kernels, inputs) if return_grid_inputs else (cate_logits, kernels)
 
 
 def instance_features(features: List[torch.Tensor]) -> List[torch.Tensor]:
