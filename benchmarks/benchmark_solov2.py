@@ -1,8 +1,9 @@
 #!/usr/bin/env python
-"""Inference latency of SOLOv2 R50 (configs/SOLOv2/R50_3x.yaml) on CPU, with per-stage times.
+"""Inference latency of SOLOv2 R50 (configs/SOLOv2/R50_3x.yaml) and AggMask* R50
+(configs/AggMask/AggMaskStar_R50.yaml) on CPU, with per-stage times.
 
     python benchmarks/benchmark_solov2.py [--runs 5] [--warmup 1] [--threads 2] [--counts 10 50 100]
-        [--size 800 1333] [--out output/benchmarks] [--tiny] [--no-blendmask]
+        [--size 800 1333] [--out output/benchmarks] [--tiny] [--no-blendmask] [--no-aggmask]
 
 The model is randomly initialised (no download). A random model's category scores sit far below
 SOLOv2's 0.1 threshold, so the detection count N is forced: the score threshold is set just below
@@ -14,6 +15,11 @@ eval-mode forwards under no_grad after ``--warmup`` runs, settings interleaved r
 stages come from forward hooks and function wrappers (benchmark_inference.StageTimer). BlendMask
 R_50 runs in the same rounds (benchmark_inference's forced counts), so the ratio row compares the
 two under the same load whatever else the machine is doing (``--no-blendmask`` skips it).
+AggMask* R50 runs in the same rounds beside "SOLOv2 R50 (AggMask* settings)", the same config
+without the aggregation (the authors' SOLOv2: 256-wide towers, 1x1 kernel predictor, mask
+branch without norm), so the "AggMask* / SOLOv2" row is the aggregation's cost alone; a second
+row compares with AdelaiDet's SOLOv2 R50 (``--no-aggmask`` skips these). AggMask*'s forced N
+candidates go through its per-cell networks instead of the dynamic masks.
 ``--tiny`` uses a narrow model and small images (for the test suite).
 """
 
@@ -33,6 +39,7 @@ import benchmark_inference  # noqa: E402
 from benchmark_inference import StageTimer  # noqa: E402
 
 CONFIG = REPO / "configs" / "SOLOv2" / "R50_3x.yaml"
+AGGMASK_CONFIG = REPO / "configs" / "AggMask" / "AggMaskStar_R50.yaml"
 TINY_OPTS = ["MODEL.RESNETS.STEM_OUT_CHANNELS", 16, "MODEL.RESNETS.RES2_OUT_CHANNELS", 32,
              "MODEL.RESNETS.WIDTH_PER_GROUP", 8, "MODEL.FPN.OUT_CHANNELS", 64,
              "MODEL.SOLOV2.INSTANCE_IN_CHANNELS", 64, "MODEL.SOLOV2.MASK_IN_CHANNELS", 64,
@@ -41,18 +48,21 @@ TINY_OPTS = ["MODEL.RESNETS.STEM_OUT_CHANNELS", 16, "MODEL.RESNETS.RES2_OUT_CHAN
 # published by AdelaiDet (configs/SOLOv2/README.md): COCO val mask AP of its R50 3x model; no speed given
 ADELAIDET_R50_3X = {"mask AP": 37.6, "inference time": "not published"}
 STAGES = ("backbone+FPN", "instance head", "mask head", "candidates+masks", "matrix NMS", "resize", "boxes")
+AGGMASK_STAGES = STAGES + ("weight head", "context head")
+AGGMASK = "AggMask* R50"
+SOLOV2_AGGMASK_SETTINGS = "SOLOv2 R50 (AggMask* settings)"
 
 
-def build(count: int, image: torch.Tensor, tiny: bool):
+def build(count: int, image: torch.Tensor, tiny: bool, config=CONFIG, extra_opts=()):
     from blendmask import build_model_and_load, load_config
     from blendmask.modeling.solov2 import point_nms
 
-    opts = ["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu"] + (TINY_OPTS if tiny else [])
+    opts = ["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu"] + (TINY_OPTS if tiny else []) + list(extra_opts)
     torch.manual_seed(0)
-    model = build_model_and_load(load_config(CONFIG, opts))
+    model = build_model_and_load(load_config(config, opts))
     with torch.no_grad():  # the N-th largest category score of this input
         images = model.preprocess_image([{"image": image}])
-        cate, _, _ = model.heads(model.backbone(model.backbone_input(images.tensor)))
+        cate = model.heads(model.backbone(model.backbone_input(images.tensor)))[0]
         scores = torch.cat([point_nms(torch.sigmoid(x)).flatten() for x in cate])
     kth = scores.topk(count).values[-1]
     threshold = torch.nextafter(kth, torch.tensor(-1.0)).item()
@@ -72,6 +82,15 @@ def instrument(model, timer: StageTimer):
     timer.method("matrix NMS", solov2_inference, "matrix_nms")
     timer.method("resize", meta_arch, "resize_mask_probs")
     timer.method("boxes", meta_arch, "boxes_from_masks")
+
+
+def instrument_aggmask(model, timer: StageTimer):
+    from blendmask.modeling.aggmask import meta_arch as aggmask_meta_arch
+
+    instrument(model, timer)
+    timer.module("weight head", model.weight_head)
+    timer.module("context head", model.context_head)
+    timer.method("candidates+masks", aggmask_meta_arch, "solov2_inference_single")  # includes matrix NMS
 
 
 def run(settings, runs: int, warmup: int):
@@ -121,6 +140,11 @@ def markdown(results, size, threads) -> str:
         other = results.get(("BlendMask R_50", n))
         if name == "SOLOv2 R50" and other:
             lines.append(f"| SOLOv2 / BlendMask | {n} | | {r['median_ms'] / other['median_ms']:.2f} | | |")
+        for base, label in ((SOLOV2_AGGMASK_SETTINGS, "AggMask* / SOLOv2 (same settings)"),
+                            ("SOLOv2 R50", "AggMask* / SOLOv2 (AdelaiDet's)")):
+            if name == AGGMASK and (base, n) in results:
+                ratio = r["median_ms"] / results[(base, n)]["median_ms"]
+                lines.append(f"| {label} | {n} | | {ratio:.3f} ({100 * (ratio - 1):+.1f}%) | | |")
     lines += ["", f"AdelaiDet's SOLOv2 R50 3x (published): mask AP {ADELAIDET_R50_3X['mask AP']} on COCO val; "
               f"inference time {ADELAIDET_R50_3X['inference time']}."]
     return "\n".join(lines)
@@ -135,7 +159,8 @@ def main(argv=None):
     parser.add_argument("--size", type=int, nargs=2, default=[800, 1333])
     parser.add_argument("--out", default=str(REPO / "output" / "benchmarks"))
     parser.add_argument("--tiny", action="store_true", help="narrow model, small image (tests)")
-    parser.add_argument("--no-blendmask", action="store_true", help="time SOLOv2 alone")
+    parser.add_argument("--no-blendmask", action="store_true", help="no BlendMask rows")
+    parser.add_argument("--no-aggmask", action="store_true", help="no AggMask* rows")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     size = (96, 128) if args.tiny else tuple(args.size)
@@ -143,6 +168,11 @@ def main(argv=None):
     image = (torch.rand(3, *size, generator=g) * 255).round()
     inputs = [{"image": image, "height": size[0], "width": size[1]}]
     settings = {("SOLOv2 R50", n): (build(n, image, args.tiny), inputs, instrument) for n in args.counts}
+    if not args.no_aggmask:
+        for n in args.counts:
+            settings[(AGGMASK, n)] = (build(n, image, args.tiny, AGGMASK_CONFIG), inputs, instrument_aggmask)
+            settings[(SOLOV2_AGGMASK_SETTINGS, n)] = (
+                build(n, image, args.tiny, AGGMASK_CONFIG, ["MODEL.META_ARCHITECTURE", "SOLOv2"]), inputs, instrument)
     if not args.no_blendmask:
         for n in args.counts:
             model = benchmark_inference.build("ours", benchmark_inference.BLENDMASK, n, args.tiny)
