@@ -20,6 +20,7 @@ is set.
 """
 
 import logging
+import os
 import sys
 import warnings
 
@@ -80,6 +81,14 @@ def parse_args(argv=None):
     return argument_parser().parse_args(flags + [a for a in argv if a not in FLAGS_ANYWHERE])
 
 
+def config_device(args):
+    """MODEL.DEVICE of the command line's config when several processes will run ("cpu" makes them
+    use gloo, whatever GPUs the machine has); None for one process."""
+    if args.num_gpus * args.num_machines == 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return None
+    return blendmask.load_config(args.config_file, args.opts).MODEL.DEVICE
+
+
 def argument_parser():
     parser = default_argument_parser()
     parser.add_argument(
@@ -100,6 +109,7 @@ if __name__ == "__main__":
             machine_rank=args.machine_rank,
             dist_url=args.dist_url,
             args=(args,),
+            device=config_device(args),
         )
     except (UnsafeCheckpointError, CheckpointMismatchError) as e:  # one process; with several, each worker's
         # traceback names it

@@ -135,3 +135,52 @@ def test_resume_from_a_checkpoint_without_optimizer_state(monkeypatch, caplog, l
     trainer.load_state_dict({"iteration": 7, "hooks": {}, "_trainer": {"optimizer": {}}})
     assert trainer.iter == 7
     trainer._trainer.load_state_dict.assert_called_once_with({"optimizer": {}})
+
+
+def test_a_cpu_model_uses_gloo_even_where_gpus_exist(monkeypatch):
+    from blendmask.engine.launch import choose_backend
+
+    monkeypatch.delenv("BLENDMASK_DIST_BACKEND", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+    assert choose_backend(2) == "nccl" and choose_backend(2, "cuda") == "nccl"
+    assert choose_backend(2, "cpu") == "gloo"
+    assert choose_backend(16, "cuda") == "gloo"  # fewer GPUs than processes
+    monkeypatch.setenv("BLENDMASK_DIST_BACKEND", "mpi")
+    assert choose_backend(2, "cpu") == "mpi"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["torchrun", "--num-gpus"])
+def test_train_net_trains_and_evaluates_in_two_cpu_processes(tmp_path, launcher):
+    """``torchrun --nproc-per-node 2 train_net.py`` and ``train_net.py --num-gpus 2`` on a CPU
+    machine: 2 iterations of 1 image per process, then evaluation on 2 processes."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+    from test_train_net import CONFIG, TINY_OPTS, _write_custom_coco
+
+    data = []
+    for split, n in (("train", 4), ("val", 2)):
+        data += ["--coco-dataset", f"two_{split}", str(_write_custom_coco(tmp_path, split, n)), str(tmp_path / split)]
+    opts = [*TINY_OPTS, "SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "2", "DATASETS.TRAIN", "('two_train',)",
+            "DATASETS.TEST", "('two_val',)", "OUTPUT_DIR", str(tmp_path / "out")]
+    train_net = str(REPO_ROOT / "train_net.py")
+    if launcher == "torchrun":
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+                   str(__import__("blendmask.engine.launch", fromlist=["x"]).free_local_port()), train_net]
+    else:
+        command = [sys.executable, train_net, "--num-gpus", "2"]
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
+    done = subprocess.run([*command, "--config-file", CONFIG, *data, *opts], env=env, capture_output=True,
+                          text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    log = (tmp_path / "out" / "log.txt").read_text()
+    assert "world size 2" in log.lower() or "Rank of current process: 0. World size: 2" in log, log[:2000]
+    rows = [json.loads(line) for line in (tmp_path / "out" / "metrics.json").read_text().splitlines()]
+    assert max(r["iteration"] for r in rows if "total_loss" in r) == 1  # iterations 0 and 1
+    assert (tmp_path / "out" / "model_final.pth").exists()
+    assert "Evaluation results for bbox" in done.stdout + done.stderr + log

@@ -7,8 +7,9 @@ same jobs for both kinds of device and for detectron2 0.6 and later:
 - :func:`launch` starts ``num_processes`` copies of a function per machine (torch.multiprocessing),
   or, when the script runs under ``torchrun`` (``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` set), joins
   the process group torchrun describes and calls the function once.
-- every process uses NCCL and its own GPU when there are enough GPUs, gloo otherwise (or the
-  backend named by ``BLENDMASK_DIST_BACKEND``); detectron2's per-machine process group is set up
+- every process uses NCCL and its own GPU when there are enough GPUs, gloo otherwise or when
+  the model runs on the CPU (``MODEL.DEVICE cpu``; or the backend named by
+  ``BLENDMASK_DIST_BACKEND``); detectron2's per-machine process group is set up
   so ``comm.get_local_rank()``/``get_local_size()`` work; each process runs
   ``cores // processes on this machine`` CPU threads (``BLENDMASK_THREADS_PER_PROCESS`` overrides).
 - :func:`create_ddp_model` wraps a model in DistributedDataParallel with ``device_ids`` only for
@@ -39,12 +40,15 @@ def launched_by_torchrun() -> bool:
     return all(name in os.environ for name in TORCHRUN_VARIABLES)
 
 
-def choose_backend(processes_on_this_machine: int) -> str:
-    """"nccl" when every process of this machine can have its own GPU, else "gloo";
+def choose_backend(processes_on_this_machine: int, device: Optional[str] = None) -> str:
+    """"gloo" for a CPU model (``device`` "cpu", the config's MODEL.DEVICE) even where GPUs exist;
+    otherwise "nccl" when every process of this machine can have its own GPU, else "gloo".
     ``BLENDMASK_DIST_BACKEND`` wins when set."""
     chosen = os.environ.get("BLENDMASK_DIST_BACKEND")
     if chosen:
         return chosen
+    if device is not None and str(device).split(":")[0] == "cpu":
+        return "gloo"
     if torch.cuda.is_available() and torch.cuda.device_count() >= processes_on_this_machine:
         return "nccl"
     return "gloo"
@@ -69,7 +73,8 @@ def free_local_port() -> int:
 
 
 def launch(main_func: Callable, num_processes: int = 1, num_machines: int = 1, machine_rank: int = 0,
-           dist_url: Optional[str] = "auto", args=(), timeout: timedelta = DEFAULT_TIMEOUT):
+           dist_url: Optional[str] = "auto", args=(), timeout: timedelta = DEFAULT_TIMEOUT,
+           device: Optional[str] = None):
     """Run ``main_func(*args)`` in every process of a distributed job and return what it returns
     in this process (None in the parent of spawned processes).
 
@@ -77,7 +82,8 @@ def launch(main_func: Callable, num_processes: int = 1, num_machines: int = 1, m
     ``num_machines``, this machine's ``machine_rank`` and ``dist_url`` ("tcp://HOST:PORT" of machine
     0, reachable by all; "auto" picks a free local port on a single machine) mean what they mean for
     detectron2's ``launch``. Under torchrun these arguments are ignored: torchrun's environment
-    variables say who is who.
+    variables say who is who. ``device``: the model's (MODEL.DEVICE); "cpu" means gloo and no
+    GPU per process, whatever GPUs the machine has.
     """
     if launched_by_torchrun():
         world_size = int(os.environ["WORLD_SIZE"])
@@ -86,7 +92,7 @@ def launch(main_func: Callable, num_processes: int = 1, num_machines: int = 1, m
             torch.set_num_threads(threads_per_process(1))
             return main_func(*args)
         _join(int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), local_size, world_size,
-              "env://", timeout)
+              "env://", timeout, device)
         return _run_then_leave(main_func, args)
     world_size = num_processes * num_machines
     if world_size == 1:
@@ -96,17 +102,20 @@ def launch(main_func: Callable, num_processes: int = 1, num_machines: int = 1, m
             raise ValueError("several machines need --dist-url tcp://HOST:PORT of machine 0")
         dist_url = f"tcp://127.0.0.1:{free_local_port()}"
     mp.spawn(_spawned_worker, nprocs=num_processes, daemon=False,
-             args=(main_func, num_processes, world_size, machine_rank, dist_url, args, timeout))
+             args=(main_func, num_processes, world_size, machine_rank, dist_url, args, timeout, device))
     return None
 
 
-def _spawned_worker(local_rank, main_func, num_processes, world_size, machine_rank, dist_url, args, timeout):
-    _join(machine_rank * num_processes + local_rank, local_rank, num_processes, world_size, dist_url, timeout)
+def _spawned_worker(local_rank, main_func, num_processes, world_size, machine_rank, dist_url, args, timeout,
+                    device=None):
+    _join(machine_rank * num_processes + local_rank, local_rank, num_processes, world_size, dist_url, timeout,
+          device)
     _run_then_leave(main_func, args)
 
 
-def _join(rank: int, local_rank: int, local_size: int, world_size: int, init_method: str, timeout):
-    backend = choose_backend(local_size)
+def _join(rank: int, local_rank: int, local_size: int, world_size: int, init_method: str, timeout,
+          device: Optional[str] = None):
+    backend = choose_backend(local_size, device)
     torch.set_num_threads(threads_per_process(local_size))
     if backend == "nccl":
         torch.cuda.set_device(local_rank)
