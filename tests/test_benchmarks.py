@@ -49,3 +49,26 @@ def test_training_benchmark_table():
         cells = [c.strip() for c in row.strip("|").split("|")]
         assert float(cells[1]) > 0 and re.fullmatch(r"-?\d+\.\d+", cells[4])
     assert re.search(r"BlendMask / Mask R-CNN: \d+\.\d\d; BlendMask / FCOS: \d+\.\d\d", out)
+
+
+def test_count_macs_counts_convolutions_and_linear_layers():
+    import torch
+
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    from count_macs import count_macs
+
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+            self.grouped = torch.nn.Conv2d(4, 4, 1, groups=2)
+            self.up = torch.nn.ConvTranspose2d(4, 2, 2, stride=2)
+            self.fc = torch.nn.Linear(2 * 16 * 16, 5)
+
+        def forward(self, inputs):
+            x = self.up(self.grouped(self.conv(inputs[0]["image"][None])))
+            return self.fc(x.flatten(1))
+
+    macs = count_macs(Tiny(), torch.zeros(3, 8, 8))
+    assert macs == {"conv": 8 * 8 * 4 * 3 * 9, "grouped": 8 * 8 * 4 * 2, "up": 4 * 8 * 8 * 2 * 4,
+                    "fc": 5 * 2 * 16 * 16}
