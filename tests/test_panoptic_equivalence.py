@@ -65,11 +65,19 @@ def test_training_losses_match_adelaidet(model):
     assert compare_losses(dict(losses, loss_sem_seg=losses["loss_sem_seg"] * (1 + 1e-4)), expected)[1]
 
 
-def test_training_needs_a_semantic_target(model):
-    inputs, _ = training_inputs()
-    del inputs["sem_seg"]
+def test_semantic_targets_are_checked(model):
+    """Missing, misshapen or out-of-range "sem_seg" fails with a clear message (before the network runs)."""
+    from detectron2.structures import ImageList
+
+    from blendmask.modeling.blendmask.panoptic import semantic_targets
+
+    images = ImageList(torch.zeros(2, 3, 64, 96), [(60, 90), (64, 80)])
+    good = [{"sem_seg": torch.zeros(60, 90, dtype=torch.long)}, {"sem_seg": torch.full((64, 80), 255)}]
+    targets = semantic_targets(good, images, model.panoptic_module, "cpu")
+    assert targets.shape == (2, 64, 96) and int(targets[0, 60:].min()) == 255 and int(targets[0, :60, :90].max()) == 0
     with pytest.raises(ValueError, match="needs 'sem_seg'"):
-        copy.deepcopy(model).train()([inputs])
-    inputs["sem_seg"] = torch.full(inputs["image"].shape[1:], 60, dtype=torch.long)
-    with pytest.raises(ValueError, match=r"\[0, 54\)"):
-        copy.deepcopy(model).train()([inputs])
+        semantic_targets([good[0], {}], images, model.panoptic_module, "cpu")
+    with pytest.raises(ValueError, match="image's size"):
+        semantic_targets([good[0], {"sem_seg": torch.zeros(60, 90)}], images, model.panoptic_module, "cpu")
+    with pytest.raises(ValueError, match=r"\[0, 54\).*\[60\]"):
+        semantic_targets([good[0], {"sem_seg": torch.full((64, 80), 60)}], images, model.panoptic_module, "cpu")
