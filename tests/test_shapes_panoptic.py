@@ -125,3 +125,29 @@ def test_coco_panoptic_evaluator_scores_the_ground_truth_100_and_a_missed_shape_
     missed = evaluate(True)
     capsys.readouterr()
     assert missed["RQ_th"] < 100 and missed["PQ_st"] == pytest.approx(100)
+
+
+def test_a_training_step_and_the_evaluators_on_panoptic_shapes(tiny_root, tmp_path):
+    """The training loader brings "sem_seg", panoptic BlendMask trains on it, Trainer evaluates PQ."""
+    from detectron2.evaluation import COCOPanopticEvaluator
+    from detectron2.modeling import build_model
+
+    from blendmask.data import build_train_loader
+    from blendmask.engine import Trainer
+    from conftest import tiny_cfg
+
+    names = register_shapes_panoptic(tiny_root, TINY, prefix="unittest_shapes")
+    levels = ["res2", "res3", "res4", "res5"]
+    cfg = tiny_cfg(**{"MODEL.RESNETS.OUT_FEATURES": levels, "MODEL.FPN.IN_FEATURES": levels,
+                      "MODEL.PANOPTIC_FPN.COMBINE.ENABLED": True, "MODEL.SEM_SEG_HEAD.NUM_CLASSES": 5,
+                      "MODEL.SEM_SEG_HEAD.CONVS_DIM": 32, "INPUT.MIN_SIZE_TRAIN": (64,), "INPUT.MAX_SIZE_TRAIN": 64,
+                      "SOLVER.IMS_PER_BATCH": 2, "DATALOADER.NUM_WORKERS": 0})
+    cfg.DATASETS.TRAIN = (names["train"],)
+    batch = next(iter(build_train_loader(cfg)))
+    assert len(batch) == 2 and all(x["sem_seg"].shape == x["image"].shape[1:] for x in batch)
+    assert set(torch.cat([x["sem_seg"].unique() for x in batch]).tolist()) <= set(range(5))
+    torch.manual_seed(0)
+    losses = build_model(cfg).train()(batch)
+    assert "loss_sem_seg" in losses and all(torch.isfinite(v) for v in losses.values())
+    evaluators = Trainer.build_evaluator(cfg, names["val"], str(tmp_path))
+    assert any(isinstance(e, COCOPanopticEvaluator) for e in evaluators._evaluators)
