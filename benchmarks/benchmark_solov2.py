@@ -19,7 +19,8 @@ AggMask* R50 runs in the same rounds beside "SOLOv2 R50 (AggMask* settings)", th
 without the aggregation (the authors' SOLOv2: 256-wide towers, 1x1 kernel predictor, mask
 branch without norm), so the "AggMask* / SOLOv2" row is the aggregation's cost alone; a second
 row compares with AdelaiDet's SOLOv2 R50 (``--no-aggmask`` skips these). AggMask*'s forced N
-candidates go through its per-cell networks instead of the dynamic masks.
+candidates go through its per-cell networks instead of the dynamic masks (the last output bias of
+the random network is raised by 10 so that all N masks pass the stride filter).
 ``--tiny`` uses a narrow model and small images (for the test suite).
 """
 
@@ -64,6 +65,11 @@ def build(count: int, image: torch.Tensor, tiny: bool, config=CONFIG, extra_opts
         images = model.preprocess_image([{"image": image}])
         cate = model.heads(model.backbone(model.backbone_input(images.tensor)))[0]
         scores = torch.cat([point_nms(torch.sigmoid(x)).flatten() for x in cate])
+    if hasattr(model, "weight_head"):
+        # AggMask*: a random per-cell network's masks mostly fail the stride filter (<= stride px);
+        # raising its output bias b2 lets all N through, as a trained model's masks would pass
+        with torch.no_grad():
+            model.weight_head.weight_pred.bias[-1] += 10.0
     kth = scores.topk(count).values[-1]
     threshold = torch.nextafter(kth, torch.tensor(-1.0)).item()
     model.test_params = dataclasses.replace(model.test_params, score_thr=threshold, nms_pre=count,
