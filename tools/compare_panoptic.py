@@ -14,9 +14,12 @@ quantities against the same tolerances (tests/panoptic_fixtures.py). Exits 1 bey
 import argparse
 import copy
 import sys
+import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# fvcore and detectron2 script a few functions when imported: a torch deprecation nobody can act on
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
 
 
 def _fmt(value):
