@@ -53,7 +53,9 @@ def test_slim_fixture_yaml_merges_and_holds_adelaidet_defaults():
     narrowed = {"INSTANCE_IN_CHANNELS", "INSTANCE_CHANNELS", "MASK_IN_CHANNELS", "MASK_CHANNELS", "NUM_MASKS",
                 "NUM_KERNELS"}
     assert set(data) <= set(defaults)
-    assert set(defaults) - set(data) == {"BOXES_FROM_MASKS"}  # our only addition
+    # our additions: mask boxes, and the AggMask* authors' SOLOv2 differences (defaults = AdelaiDet's)
+    assert set(defaults) - set(data) == {"BOXES_FROM_MASKS", "MASK_TOWER_NORM", "MASK_TOWER_BIAS",
+                                         "KERNEL_PRED_KERNEL_SIZE", "ONE_SAMPLE_PER_CELL", "MIN_MASK_PIXELS"}
     for key, value in data.items():
         if key in narrowed:
             continue
