@@ -160,8 +160,9 @@ def test_train_net_trains_and_evaluates_in_two_cpu_processes(tmp_path, launcher)
     import subprocess
     import sys
 
-    from conftest import REPO_ROOT
     from test_train_net import CONFIG, TINY_OPTS, _write_custom_coco
+
+    from conftest import REPO_ROOT
 
     data = []
     for split, n in (("train", 4), ("val", 2)):

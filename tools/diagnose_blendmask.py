@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 import torch
-from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_test_loader
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import COCOEvaluator, inference_on_dataset
 from detectron2.structures import Boxes, BoxMode, pairwise_iou
 
@@ -113,8 +113,9 @@ def main(argv=None):
     from detectron2.utils.logger import setup_logger
 
     import blendmask
-    from blendmask.data import register_shapes, set_num_classes
+    from blendmask.data import build_test_loader, register_shapes, set_num_classes
     from blendmask.engine import build_model_and_load
+    from blendmask.utils.env import detectron2_has_compiled_ops
 
     setup_logger(name="blendmask", abbrev_name="bm")
     logging.getLogger("detectron2").setLevel(logging.WARNING)
@@ -128,11 +129,12 @@ def main(argv=None):
         sys.exit(f"{type(model).__name__} has no add_masks: the oracles need an FCOS-based mask model")
     records = DatasetCatalog.get(dataset)
     hook = OracleHook(model, ground_truth_boxes(records))
-    loader = build_detection_test_loader(cfg, dataset)
+    loader = build_test_loader(cfg, dataset)
     rows = []
     for mode in args.modes:
         hook.mode, hook.counter["missed"] = mode, 0
-        evaluator = COCOEvaluator(dataset, tasks=("bbox", "segm"), distributed=False)
+        evaluator = COCOEvaluator(dataset, tasks=("bbox", "segm"), distributed=False,
+                                  use_fast_impl=detectron2_has_compiled_ops())
         res = inference_on_dataset(model, loader, evaluator)
         note = f" ({hook.counter['missed']} of {sum(len(r['annotations']) for r in records)} objects missed)" \
             if mode == "one per object" else ""
