@@ -100,3 +100,20 @@ def test_main_job_parses_models_and_builds_every_existing_config(tmp_path):
         cfg = main_job.model_cfg(main_job.parse_args(["--iters", "10"]), tmp_path, key)
         assert cfg.SOLVER.MAX_ITER == 10 and cfg.OUTPUT_DIR == str(tmp_path / key), name
         assert cfg.SOLVER.IMS_PER_BATCH == 8 and cfg.INPUT.MIN_SIZE_TEST == 128, name  # same data and batch
+
+
+def test_iteration_training_gets_a_clock_and_a_curve(tmp_path):
+    from blendmask.engine import Trainer
+    from blendmask.engine.budget import time_and_curve
+
+    names = register_shapes(tmp_path / "data", TINY, prefix="curve_shapes")
+    cfg = blendmask.load_config(CONFIG, [*TINY_OPTS, "OUTPUT_DIR", str(tmp_path / "out"), "SOLVER.MAX_ITER", "4",
+                                         "DATASETS.TRAIN", f"('{names['train']}',)", "DATASETS.TEST", "()"])
+    set_num_classes(cfg)
+    cfg.freeze()
+    trainer = Trainer(cfg)
+    clock, curve = time_and_curve(trainer, lambda model: {"segm AP": 1.0}, curve_points=2)
+    trainer.resume_or_load(resume=False)
+    trainer.train()
+    assert [r["iteration"] for r in curve.rows] == [2]  # half way; the last point is the caller's
+    assert 0 < clock.spent_s and curve.rows[0]["minutes"] * 60 <= clock.spent_s

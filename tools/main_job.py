@@ -9,7 +9,8 @@
 2. trains each model with its ``configs/Shapes`` config (``MODEL_CONFIGS``), one model after the
    other, each in a fresh process (so its peak memory is its own) with the same CPU threads:
    - without ``--minutes``: for the config's ``SOLVER.MAX_ITER`` iterations (or ``--iters``),
-     with ``blendmask.engine.Trainer`` (train_net.py's trainer);
+     with ``blendmask.engine.Trainer`` (train_net.py's trainer); the learning curve's
+     evaluations (``--curve-points``) are not counted in its training minutes either;
    - with ``--minutes M``: for M minutes of training steps each (equal budget, not equal
      iterations), with ``blendmask.engine.budget.BudgetTrainer``: the config's learning-rate
      steps happen at the same fractions of the minutes as of its iterations; evaluations for the
@@ -118,7 +119,7 @@ def train_one(key: str, cfg_yaml: str, minutes: float, curve_points: int, timing
               log_path: str) -> dict:
     """Train, evaluate and time one model (run in its own process); also writes <OUTPUT_DIR>/run.json."""
     from blendmask.config import get_cfg
-    from blendmask.engine.budget import BudgetTrainer
+    from blendmask.engine.budget import BudgetTrainer, time_and_curve
 
     setup_logger(log_path, name="detectron2")
     setup_logger(log_path, name="main_job", abbrev_name="main_job")
@@ -147,9 +148,10 @@ def train_one(key: str, cfg_yaml: str, minutes: float, curve_points: int, timing
     else:
         logger.info(f"Training {name} for {cfg.SOLVER.MAX_ITER} iterations; output in {cfg.OUTPUT_DIR}")
         trainer = Trainer(train_cfg)
+        clock, curve_hook = time_and_curve(trainer, evaluate, curve_points)
         trainer.resume_or_load(resume=False)
         trainer.train()
-        iterations, train_s, curve = cfg.SOLVER.MAX_ITER, time.perf_counter() - start, []
+        iterations, train_s, curve = cfg.SOLVER.MAX_ITER, clock.spent_s, curve_hook.rows
     wall_s = time.perf_counter() - start
     logger.info(f"{name}: {iterations} iterations, {train_s / 60:.1f} min of training. Evaluating.")
     final = evaluate(trainer.model)
@@ -287,7 +289,7 @@ def parse_args(argv=None):
     parser.add_argument("--iters", type=int, default=0, help="training iterations without --minutes "
                         "(default: the config's SOLVER.MAX_ITER)")
     parser.add_argument("--curve-points", type=int, default=5,
-                        help="--minutes: evaluations at evenly spaced fractions of the budget (the last at the end)")
+                        help="evaluations at evenly spaced fractions of the training (the last at the end)")
     parser.add_argument("--compare-mask-rcnn", action="store_true", help="same as adding mask_rcnn to --models")
     parser.add_argument("--num-pictures", type=int, default=8)
     parser.add_argument("--timing-images", type=int, default=50)

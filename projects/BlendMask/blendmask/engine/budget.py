@@ -34,9 +34,9 @@ class BudgetSpent(BaseException):
 
 
 class TrainingClock:
-    """Seconds of training steps, against a budget of ``budget_s`` seconds."""
+    """Seconds of training steps, against a budget of ``budget_s`` seconds (none by default)."""
 
-    def __init__(self, budget_s: float, now: Callable[[], float] = time.perf_counter):
+    def __init__(self, budget_s: float = float("inf"), now: Callable[[], float] = time.perf_counter):
         if not budget_s > 0:
             raise ValueError(f"the training budget must be positive, got {budget_s} s")
         self.budget_s = float(budget_s)
@@ -98,19 +98,24 @@ def budget_lr_factor(cfg, clock: TrainingClock) -> Callable[[int], float]:
 
 
 class CurveHook(HookBase):
-    """Evaluates ``evaluate(model) -> results`` whenever the clock passes the next of ``points``
-    evenly spaced fractions of the budget (the last one, 1.0, is left to the caller, after
-    training). ``rows``: dicts with "minutes", "iteration" and the results."""
+    """Evaluates ``evaluate(model) -> results`` whenever training passes the next of ``points``
+    evenly spaced fractions of itself (the last one, 1.0, is left to the caller, after training).
+    ``progress()``: the fraction done, by default the clock's fraction of its budget (pass the
+    iteration's fraction to train for a number of iterations). ``rows``: dicts with "minutes" (of
+    the clock), "iteration" and the results."""
 
-    def __init__(self, clock: TrainingClock, evaluate: Callable, points: int):
+    def __init__(self, clock: TrainingClock, evaluate: Callable, points: int,
+                 progress: Optional[Callable[[], float]] = None):
         self.clock = clock
         self.evaluate = evaluate
+        self.progress = progress or (lambda: clock.fraction)
         self.fractions = [i / points for i in range(1, points)] if points > 1 else []
         self.rows: List[dict] = []
 
     def after_step(self):
-        if self.fractions and self.clock.fraction >= self.fractions[0]:
-            while self.fractions and self.clock.fraction >= self.fractions[0]:
+        done = self.progress()
+        if self.fractions and done >= self.fractions[0]:
+            while self.fractions and done >= self.fractions[0]:
                 self.fractions.pop(0)
             self.rows.append(
                 {"minutes": self.clock.spent_s / 60, "iteration": self.trainer.iter + 1,
@@ -174,3 +179,20 @@ class BudgetTrainer(Trainer):
         self.checkpointer.save("model_final")
         logger.info(f"training budget of {self.clock.budget_s / 60:.1f} min spent after {self.iterations} "
                     f"iterations ({self.clock.spent_s / max(self.iterations, 1):.3f} s/iter)")
+
+
+def time_and_curve(trainer, evaluate: Optional[Callable] = None, curve_points: int = 0):
+    """For a trainer that runs a number of iterations (``cfg.SOLVER.MAX_ITER``): add a
+    :class:`TrainingClock` (first hook, so it times the steps only) and a :class:`CurveHook` at
+    fractions of the iterations. Returns (clock, curve hook)."""
+    import weakref
+
+    clock = TrainingClock()
+    timer = TimeBudgetHook(clock)
+    max_iter = trainer.max_iter
+    curve = CurveHook(clock, evaluate, curve_points if evaluate else 0,
+                      progress=lambda: (trainer.iter + 1) / max_iter)
+    trainer.register_hooks([curve])
+    timer.trainer = weakref.proxy(trainer)
+    trainer._hooks.insert(0, timer)
+    return clock, curve
