@@ -19,7 +19,8 @@
    median over ``--timing-images`` val images, after 3 warm-up images) and the peak memory of
    its process;
 4. prints one table (model, iterations, s/iter, train min, bbox AP, segm AP, segm AP50,
-   inference ms/image, peak MB), writes it to <output>/summary.txt and summary.json, and draws
+   inference ms/image, peak MB, the machine's mean load average while it trained), writes it to
+   <output>/summary.txt and summary.json, and draws
    <output>/curves.png (segm and bbox AP against training minutes, every model in one plot),
    <output>/losses.png and <output>/pictures/ (ground truth | each model, the same val images).
 """
@@ -115,6 +116,35 @@ def inference_ms(cfg, dataset_name: str, num_images: int) -> float:
     return 1000 * statistics.median(times) if times else float("nan")
 
 
+class LoadSampler:
+    """The machine's 1-minute load average every ``period`` seconds, in a background thread: how
+    much other work shared the CPU while a model trained (a fair comparison needs it low and even)."""
+
+    def __init__(self, period: float = 10.0):
+        import threading
+
+        self.samples = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(period,), daemon=True)
+
+    def _run(self, period):
+        while not self._stop.wait(period):
+            self.samples.append(os.getloadavg()[0])
+
+    def __enter__(self):
+        self.samples.append(os.getloadavg()[0])
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.samples)
+
+
 def train_one(key: str, cfg_yaml: str, minutes: float, curve_points: int, timing_images: int, threads: int,
               log_path: str) -> dict:
     """Train, evaluate and time one model (run in its own process); also writes <OUTPUT_DIR>/run.json."""
@@ -139,19 +169,20 @@ def train_one(key: str, cfg_yaml: str, minutes: float, curve_points: int, timing
         return coco_summary(Trainer.test(cfg, model))
 
     start = time.perf_counter()
-    if minutes:
-        logger.info(f"Training {name} for {minutes} min of training steps; output in {cfg.OUTPUT_DIR}")
-        trainer = BudgetTrainer(train_cfg, minutes * 60, evaluate, curve_points)
-        trainer.resume_or_load(resume=False)
-        trainer.train()
-        iterations, train_s, curve = trainer.iterations, trainer.clock.spent_s, trainer.curve.rows
-    else:
-        logger.info(f"Training {name} for {cfg.SOLVER.MAX_ITER} iterations; output in {cfg.OUTPUT_DIR}")
-        trainer = Trainer(train_cfg)
-        clock, curve_hook = time_and_curve(trainer, evaluate, curve_points)
-        trainer.resume_or_load(resume=False)
-        trainer.train()
-        iterations, train_s, curve = cfg.SOLVER.MAX_ITER, clock.spent_s, curve_hook.rows
+    with LoadSampler() as load:
+        if minutes:
+            logger.info(f"Training {name} for {minutes} min of training steps; output in {cfg.OUTPUT_DIR}")
+            trainer = BudgetTrainer(train_cfg, minutes * 60, evaluate, curve_points)
+            trainer.resume_or_load(resume=False)
+            trainer.train()
+            iterations, train_s, curve = trainer.iterations, trainer.clock.spent_s, trainer.curve.rows
+        else:
+            logger.info(f"Training {name} for {cfg.SOLVER.MAX_ITER} iterations; output in {cfg.OUTPUT_DIR}")
+            trainer = Trainer(train_cfg)
+            clock, curve_hook = time_and_curve(trainer, evaluate, curve_points)
+            trainer.resume_or_load(resume=False)
+            trainer.train()
+            iterations, train_s, curve = cfg.SOLVER.MAX_ITER, clock.spent_s, curve_hook.rows
     wall_s = time.perf_counter() - start
     logger.info(f"{name}: {iterations} iterations, {train_s / 60:.1f} min of training. Evaluating.")
     final = evaluate(trainer.model)
@@ -161,6 +192,7 @@ def train_one(key: str, cfg_yaml: str, minutes: float, curve_points: int, timing
         "train min": train_s / 60, "wall min": wall_s / 60, **final,
         "inference ms/image": inference_ms(cfg, cfg.DATASETS.TEST[0], timing_images),
         "peak MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "load avg": load.mean,
         "curve": curve,
     }
     (Path(cfg.OUTPUT_DIR) / "run.json").write_text(json.dumps(run, indent=1))
@@ -266,7 +298,8 @@ def choose_threads(requested: int) -> int:
     return max(1, min(cores, round(cores - busy)))
 
 
-COLUMNS = ("iterations", "s/iter", "train min", "bbox AP", "segm AP", "segm AP50", "inference ms/image", "peak MB")
+COLUMNS = ("iterations", "s/iter", "train min", "bbox AP", "segm AP", "segm AP50", "inference ms/image", "peak MB",
+           "load avg")
 
 
 def summary_table(results) -> str:
