@@ -33,12 +33,13 @@ class FakeTime:
 
 
 def test_learning_rate_follows_the_config_schedule_in_time():
-    cfg = blendmask.load_config(CONFIG, TINY_OPTS)
+    cfg = blendmask.load_config(CONFIG, TINY_OPTS)  # warm-up 2 of 100 iterations, steps at 50 and 75
     clock = TrainingClock(100.0)
     factor = budget_lr_factor(cfg, clock)
-    assert factor(0) == pytest.approx(cfg.SOLVER.WARMUP_FACTOR)  # warm-up is in iterations
-    assert factor(1) == pytest.approx(cfg.SOLVER.WARMUP_FACTOR * 0.5 + 0.5)
-    for spent, expected in ((0.0, 1.0), (49.9, 1.0), (50.0, 0.1), (74.9, 0.1), (75.0, 0.01), (99.0, 0.01)):
+    assert factor(0) == pytest.approx(cfg.SOLVER.WARMUP_FACTOR)
+    clock.spent_s = 1.0  # half the warm-up, whatever the iteration
+    assert factor(0) == factor(50) == pytest.approx(cfg.SOLVER.WARMUP_FACTOR * 0.5 + 0.5)
+    for spent, expected in ((2.0, 1.0), (49.9, 1.0), (50.0, 0.1), (74.9, 0.1), (75.0, 0.01), (99.0, 0.01)):
         clock.spent_s = spent
         assert factor(10) == pytest.approx(expected), spent
 

@@ -6,10 +6,11 @@ machine time trains each model for M minutes. :class:`BudgetTrainer` does that:
 - :class:`TrainingClock` counts the seconds spent in training steps (data loading, forward,
   backward, update), not in evaluations or checkpoint writes, so measuring a learning curve does
   not eat the budget;
-- the learning rate follows the config's schedule in *time*: linear warm-up over
-  ``SOLVER.WARMUP_ITERS`` iterations, then ``SOLVER.GAMMA`` at each fraction
-  ``SOLVER.STEPS / SOLVER.MAX_ITER`` of the budget (a 1400-iteration config with steps at 1000 and
-  1250 decays at 71% and 89% of the minutes);
+- the learning rate follows the config's schedule in *time*: warm-up over the fraction
+  ``SOLVER.WARMUP_ITERS / SOLVER.MAX_ITER`` of the budget, then ``SOLVER.GAMMA`` at each fraction
+  ``SOLVER.STEPS / SOLVER.MAX_ITER`` (a 1400-iteration config with 100 warm-up iterations and steps
+  at 1000 and 1250 warms up over 7% of the minutes and decays at 71% and 89%), so a slow model's
+  few iterations are not spent warming up;
 - training stops after the step that spends the budget and saves ``model_final.pth``;
 - :class:`CurveHook` evaluates at evenly spaced fractions of the budget (AP against minutes).
 """
@@ -77,21 +78,23 @@ class TimeBudgetHook(HookBase):
 
 
 def budget_lr_factor(cfg, clock: TrainingClock) -> Callable[[int], float]:
-    """The learning-rate multiplier at iteration ``it``: the config's warm-up in iterations, then
-    ``GAMMA`` per passed fraction ``STEPS / MAX_ITER`` of the clock's budget."""
+    """The learning-rate multiplier (the argument, an iteration, is ignored): the config's schedule
+    with time in place of iterations: warm-up over the fraction ``WARMUP_ITERS / MAX_ITER`` of the
+    budget, then ``GAMMA`` per passed fraction ``STEPS / MAX_ITER``."""
     solver = cfg.SOLVER
     fractions = sorted(s / solver.MAX_ITER for s in solver.STEPS)
-    warmup_iters, warmup_factor = solver.WARMUP_ITERS, solver.WARMUP_FACTOR
+    warmup, warmup_factor = solver.WARMUP_ITERS / solver.MAX_ITER, solver.WARMUP_FACTOR
     if solver.WARMUP_METHOD not in ("linear", "constant"):
         raise ValueError(f"SOLVER.WARMUP_METHOD {solver.WARMUP_METHOD!r}: the budget schedule knows linear, constant")
 
-    def factor(it: int) -> float:
-        decay = solver.GAMMA ** sum(clock.fraction >= f for f in fractions)
-        if it >= warmup_iters:
+    def factor(_iteration: int) -> float:
+        done = clock.fraction
+        decay = solver.GAMMA ** sum(done >= f for f in fractions)
+        if done >= warmup:
             return decay
         if solver.WARMUP_METHOD == "constant":
             return decay * warmup_factor
-        alpha = it / warmup_iters
+        alpha = done / warmup
         return decay * (warmup_factor * (1 - alpha) + alpha)
 
     return factor
