@@ -145,8 +145,21 @@ class LoadSampler:
         return statistics.fmean(self.samples)
 
 
-def train_one(key: str, cfg_yaml: str, minutes: float, curve_points: int, timing_images: int, threads: int,
-              log_path: str) -> dict:
+def register_subset(dataset_name: str, num_images: int) -> str:
+    """``<dataset_name>_first<N>``: its first ``num_images`` records, same metadata (COCOEvaluator
+    converts them to a COCO json of their own)."""
+    name = f"{dataset_name}_first{num_images}"
+    if name not in DatasetCatalog.list():
+        DatasetCatalog.register(name, lambda: DatasetCatalog.get(dataset_name)[:num_images])
+        metadata = MetadataCatalog.get(dataset_name).as_dict()
+        for key in ("name", "json_file"):
+            metadata.pop(key, None)
+        MetadataCatalog.get(name).set(**metadata)
+    return name
+
+
+def train_one(key: str, cfg_yaml: str, minutes: float, curve_points: int, curve_images: int, timing_images: int,
+              threads: int, log_path: str) -> dict:
     """Train, evaluate and time one model (run in its own process); also writes <OUTPUT_DIR>/run.json."""
     from blendmask.config import get_cfg
     from blendmask.engine.budget import BudgetTrainer, time_and_curve
@@ -165,21 +178,28 @@ def train_one(key: str, cfg_yaml: str, minutes: float, curve_points: int, timing
     train_cfg.freeze()
     seed_all_rng(cfg.SEED if cfg.SEED >= 0 else None)
 
-    def evaluate(model):
-        return coco_summary(Trainer.test(cfg, model))
+    curve_cfg = cfg.clone()
+    curve_cfg.DATASETS.TEST = (register_subset(cfg.DATASETS.TEST[0], curve_images),)
+    curve_cfg.OUTPUT_DIR = os.path.join(cfg.OUTPUT_DIR, "curve")
+
+    def evaluate(model, eval_cfg=cfg):
+        return coco_summary(Trainer.test(eval_cfg, model))
+
+    def evaluate_curve(model):
+        return evaluate(model, curve_cfg)
 
     start = time.perf_counter()
     with LoadSampler() as load:
         if minutes:
             logger.info(f"Training {name} for {minutes} min of training steps; output in {cfg.OUTPUT_DIR}")
-            trainer = BudgetTrainer(train_cfg, minutes * 60, evaluate, curve_points)
+            trainer = BudgetTrainer(train_cfg, minutes * 60, evaluate_curve, curve_points)
             trainer.resume_or_load(resume=False)
             trainer.train()
             iterations, train_s, curve = trainer.iterations, trainer.clock.spent_s, trainer.curve.rows
         else:
             logger.info(f"Training {name} for {cfg.SOLVER.MAX_ITER} iterations; output in {cfg.OUTPUT_DIR}")
             trainer = Trainer(train_cfg)
-            clock, curve_hook = time_and_curve(trainer, evaluate, curve_points)
+            clock, curve_hook = time_and_curve(trainer, evaluate_curve, curve_points)
             trainer.resume_or_load(resume=False)
             trainer.train()
             iterations, train_s, curve = cfg.SOLVER.MAX_ITER, clock.spent_s, curve_hook.rows
@@ -278,7 +298,8 @@ def plot_curves(results, path: Path, title: str):
             if any(v is not None for v in values):
                 ax.plot(minutes, [float("nan") if v is None else v for v in values], style, color=colour,
                         label=f"{run['model']} {metric}", markersize=4)
-    ax.set_xlabel("training minutes (evaluations not counted)")
+    ax.set_xlabel("training minutes (evaluations not counted; the last point of each line on every val image, "
+                  "the others on the first --curve-images)", fontsize=8)
     ax.set_ylabel("COCO AP (%) on shapes_val")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
@@ -323,6 +344,8 @@ def parse_args(argv=None):
                         "(default: the config's SOLVER.MAX_ITER)")
     parser.add_argument("--curve-points", type=int, default=5,
                         help="evaluations at evenly spaced fractions of the training (the last at the end)")
+    parser.add_argument("--curve-images", type=int, default=50,
+                        help="val images of the learning curve's evaluations (the final one uses all)")
     parser.add_argument("--compare-mask-rcnn", action="store_true", help="same as adding mask_rcnn to --models")
     parser.add_argument("--num-pictures", type=int, default=8)
     parser.add_argument("--timing-images", type=int, default=50)
@@ -359,7 +382,8 @@ def main(argv=None):
         run_json = Path(cfg.OUTPUT_DIR) / "run.json"
         run_json.unlink(missing_ok=True)
         process = spawn.Process(target=_train_one_process, args=(
-            key, cfg.dump(), args.minutes, args.curve_points, args.timing_images, threads, log_path))
+            key, cfg.dump(), args.minutes, args.curve_points, args.curve_images, args.timing_images, threads,
+            log_path))
         process.start()
         process.join()
         if process.exitcode != 0 or not run_json.exists():
