@@ -309,14 +309,32 @@ def plot_curves(results, path: Path, title: str):
     plt.close(fig)
 
 
+def busy_cores(seconds: float = 1.0) -> float:
+    """How many cores other work keeps busy now: from /proc/stat over ``seconds`` on Linux (the
+    1-minute load average lags by a minute: right after another job it still counts it), else the
+    load average."""
+    def sample():
+        with open("/proc/stat") as f:
+            values = [float(v) for v in f.readline().split()[1:]]
+        return values[3] + values[4], sum(values)  # idle + iowait, total
+
+    try:
+        idle0, total0 = sample()
+        time.sleep(seconds)
+        idle1, total1 = sample()
+    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return cores * (1 - (idle1 - idle0) / max(total1 - total0, 1e-9))
+
+
 def choose_threads(requested: int) -> int:
     """torch threads: the idle cores. Oversubscribed OpenMP threads on a busy CPU are many times
     slower than fewer threads, so a machine shared with other jobs gets fewer."""
     if requested > 0:
         return requested
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    return max(1, min(cores, round(cores - busy)))
+    return max(1, min(cores, round(cores - busy_cores())))
 
 
 COLUMNS = ("iterations", "s/iter", "train min", "bbox AP", "segm AP", "segm AP50", "inference ms/image", "peak MB",
