@@ -6,7 +6,8 @@
 Loads ../shared/reference/centermask2's narrowed V-39 CenterMask as a user would (slim yaml,
 registered VoVNet spec, weights through MODEL.WEIGHTS), runs its three images one per forward and
 its training forward, and prints the largest differences (tests/test_centermask_equivalence.py
-checks the same quantities against tolerances). ``--nchw``: TEST.CHANNELS_LAST_ON_CPU False.
+checks the same quantities against tolerances; this tool exits 1 beyond the box, score, mask IoU
+and loss ones). ``--nchw``: TEST.CHANNELS_LAST_ON_CPU False.
 """
 
 import argparse
@@ -25,6 +26,10 @@ def main(argv=None):
     import numpy as np
     import torch
     from centermask_fixtures import (
+        BOX_ATOL,
+        LOSS_RTOL,
+        MIN_MASK_IOU,
+        SCORE_ATOL,
         centermask_file,
         load_tiny_model,
         match_detections,
@@ -40,6 +45,7 @@ def main(argv=None):
                            "sam_attention"), 0.0)
     flipped = foreground = 0
     min_iou = 1.0
+    failures = []
     for i in range(3):
         h, w = (int(v) for v in ref[f"img{i}_orig_hw"])
         result, captured = run_with_intermediates(model, ref[f"img{i}_input_bgr_chw_u8"], h, w)
@@ -47,6 +53,7 @@ def main(argv=None):
                                  result.pred_boxes.tensor.numpy(), result.pred_classes.numpy())
         if len(result) != len(match) or (match < 0).any():
             print(f"image {i}: {len(result)} detections, reference {len(match)}; unmatched {np.sum(match < 0)}")
+            failures.append(f"image {i} detections")
             continue
         ours = {"pred_boxes": result.pred_boxes.tensor, "prepost_boxes": captured["boxes"], "scores": result.scores,
                 "mask_scores": result.mask_scores, "maskiou": captured["maskiou"],
@@ -68,8 +75,17 @@ def main(argv=None):
     with EventStorage():
         losses = model([inputs])
     for key, value in losses.items():
-        print(f"{key}: {float(value.detach()):.9g} (centermask2 {record['losses'][key]:.9g}, {value.dtype})")
+        ref_value = record["losses"][key]
+        print(f"{key}: {float(value.detach()):.9g} (centermask2 {ref_value:.9g}, {value.dtype})")
+        if abs(float(value.detach()) - ref_value) > LOSS_RTOL * abs(ref_value):
+            failures.append(key)
+    limits = {"pred_boxes": BOX_ATOL, "prepost_boxes": BOX_ATOL, "scores": SCORE_ATOL, "mask_scores": SCORE_ATOL}
+    failures += [key for key, limit in limits.items() if worst[key] > limit]
+    if min_iou < MIN_MASK_IOU:
+        failures.append("mask IoU")
+    print("within tolerance" if not failures else "OUT OF TOLERANCE: " + ", ".join(failures))
+    return int(bool(failures))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
