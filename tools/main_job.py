@@ -219,10 +219,6 @@ def train_one(key: str, cfg_yaml: str, minutes: float, curve_points: int, curve_
     return run
 
 
-def _train_one_process(*args):
-    train_one(*args)
-
-
 def predictor_from_checkpoint(cfg):
     cfg = cfg.clone()
     cfg.MODEL.WEIGHTS = os.path.join(cfg.OUTPUT_DIR, "model_final.pth")
@@ -309,8 +305,8 @@ def plot_curves(results, path: Path, title: str):
     plt.close(fig)
 
 
-def busy_cores(seconds: float = 1.0) -> float:
-    """How many cores other work keeps busy now: from /proc/stat over ``seconds`` on Linux (the
+def busy_cores(cores: int, seconds: float = 1.0) -> float:
+    """How many of ``cores`` other work keeps busy now: from /proc/stat over ``seconds`` on Linux (the
     1-minute load average lags by a minute: right after another job it still counts it), else the
     load average."""
     def sample():
@@ -324,7 +320,6 @@ def busy_cores(seconds: float = 1.0) -> float:
         idle1, total1 = sample()
     except (OSError, ValueError, IndexError):
         return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return cores * (1 - (idle1 - idle0) / max(total1 - total0, 1e-9))
 
 
@@ -334,7 +329,7 @@ def choose_threads(requested: int) -> int:
     if requested > 0:
         return requested
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(cores, round(cores - busy_cores())))
+    return max(1, min(cores, round(cores - busy_cores(cores))))
 
 
 COLUMNS = ("iterations", "s/iter", "train min", "bbox AP", "segm AP", "segm AP50", "inference ms/image", "peak MB",
@@ -399,7 +394,7 @@ def main(argv=None):
     for key, cfg in runs.items():
         run_json = Path(cfg.OUTPUT_DIR) / "run.json"
         run_json.unlink(missing_ok=True)
-        process = spawn.Process(target=_train_one_process, args=(
+        process = spawn.Process(target=train_one, args=(
             key, cfg.dump(), args.minutes, args.curve_points, args.curve_images, args.timing_images, threads,
             log_path))
         process.start()
