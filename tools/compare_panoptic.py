@@ -11,13 +11,10 @@ then each training loss's relative difference. tests/test_panoptic_equivalence.p
 quantities against the same tolerances (tests/panoptic_fixtures.py). Exits 1 beyond tolerance.
 """
 
-import argparse
 import copy
 import sys
 import warnings
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
 # fvcore and detectron2 script a few functions when imported: a torch deprecation nobody can act on
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
 
@@ -57,14 +54,9 @@ def compare_panoptic(nchw: bool) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--nchw", action="store_true", help="TEST.CHANNELS_LAST_ON_CPU False")
-    args = parser.parse_args(argv)
-    sys.path.insert(0, str(REPO / "tests"))
-    import torch
+    from compare_reference import run_comparison
 
-    torch.set_num_threads(2)
-    return compare_panoptic(args.nchw)
+    return run_comparison(compare_panoptic, __doc__, argv)
 
 
 if __name__ == "__main__":

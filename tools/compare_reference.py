@@ -35,6 +35,19 @@ REFERENCES = {
 }
 
 
+def run_comparison(compare, description: str, argv=None) -> int:
+    """The command line of a comparison that takes ``--nchw``: ``compare(nchw) -> exit status``,
+    with tests/ importable (the fixtures) and 2 torch threads."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nchw", action="store_true", help="TEST.CHANNELS_LAST_ON_CPU False")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(REPO / "tests"))
+    import torch
+
+    torch.set_num_threads(2)
+    return compare(args.nchw)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("references", nargs="*", metavar="REFERENCE",

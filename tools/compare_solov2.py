@@ -11,14 +11,10 @@ difference. tests/test_solov2_equivalence.py checks the same quantities. Exits 1
 out of tolerance.
 """
 
-import argparse
 import copy
 import sys
-from pathlib import Path
 
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def compare_solov2(nchw: bool) -> int:
@@ -67,14 +63,9 @@ def compare_solov2(nchw: bool) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--nchw", action="store_true", help="TEST.CHANNELS_LAST_ON_CPU False")
-    args = parser.parse_args(argv)
-    sys.path.insert(0, str(REPO / "tests"))
-    import torch
+    from compare_reference import run_comparison
 
-    torch.set_num_threads(2)
-    return compare_solov2(args.nchw)
+    return run_comparison(compare_solov2, __doc__, argv)
 
 
 if __name__ == "__main__":
