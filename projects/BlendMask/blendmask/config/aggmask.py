@@ -28,6 +28,11 @@ def _aggmask_defaults() -> CN:
     a.NUM_WEIGHT_CONVS = 4
     a.WEIGHT_PRED_KERNEL_SIZE = 1
     a.WEIGHT_ACTIVATION = "none"  # AggMask* none; the SOLO-based AggMask "tanh"
+    # how the predictor of the per-cell parameters starts (training only; a checkpoint replaces it):
+    # "default" PyTorch's, as the authors'; "identity" every cell's network passes its own mask
+    # logit through (centre neighbour, or the mean of the four corners) plus a small learned part,
+    # so training starts from SOLOv2's masks instead of random ones (see README "AggMask*")
+    a.WEIGHT_PRED_INIT = "default"
     return a
 
 

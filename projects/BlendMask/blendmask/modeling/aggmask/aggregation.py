@@ -20,6 +20,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..solov2.heads import conv_norm_relu_tower
+from .neighbours import NUM_NEIGHBOURS
+
+
+def k_centre(kernel_size: int) -> int:
+    return kernel_size // 2
 from ..solov2.losses import dynamic_masks
 
 
@@ -48,6 +53,41 @@ class CellFCN:
     def num_params(self) -> int:
         k2 = self.kernel_size ** 2
         return sum(o * i * k2 + o for i, o in self.layer_shapes())
+
+    def identity_params(self, mode: str, spare_scale: float = 0.1, generator: torch.Generator = None) -> torch.Tensor:
+        """(K,) parameters of a network that passes its cell's own mask logit through: the centre
+        neighbour for "cross", the mean of the four for "corner" (the context is ignored). The
+        first layer writes that logit as two channels, ReLU(x) and ReLU(-x), later layers carry them
+        and the last takes their difference, so no unit is dead wherever x is not zero. The other
+        channels get He-initialised weights scaled by ``spare_scale`` (small, not symmetric)."""
+        if self.num_layers > 1 and self.channels < 2:
+            raise ValueError(f"an identity start needs >= 2 channels per hidden layer, {self} has {self.channels}")
+        k, c = self.kernel_size, k_centre(self.kernel_size)
+        taps = {"cross": {2: 1.0}, "corner": {j: 0.25 for j in range(4)}}[mode]
+        if self.num_neighbours != NUM_NEIGHBOURS[mode]:
+            raise ValueError(f"{mode} neighbours are {NUM_NEIGHBOURS[mode]}, this network reads {self.num_neighbours}")
+        out = []
+        last = len(self.layer_shapes()) - 1
+        for layer, (i, o) in enumerate(self.layer_shapes()):
+            std = spare_scale * (2.0 / (i * k * k)) ** 0.5
+            w = torch.randn(o, i, k, k, generator=generator) * std
+            if layer == 0:
+                signs = (1.0,) if last == 0 else (1.0, -1.0)
+                for row, sign in enumerate(signs):
+                    w[row, :, :, :] = 0
+                    for j, v in taps.items():
+                        w[row, j, c, c] = sign * v
+                if last > 0:
+                    w[2:, :2] = 0  # spare channels do not read the two carried ones at first
+            else:
+                w[:, :2] = 0
+                if layer < last:
+                    w[0, 0, c, c], w[1, 1, c, c] = 1.0, 1.0
+                    w[:2, 2:] = 0
+                else:
+                    w[0, 0, c, c], w[0, 1, c, c] = 1.0, -1.0
+            out += [w.flatten(), torch.zeros(o)]
+        return torch.cat(out)
 
     def split(self, params: torch.Tensor) -> List[Tuple[torch.Tensor, torch.Tensor]]:
         """(P, K) -> per layer (weight (P, out, in, k, k), bias (P, out))."""
@@ -121,12 +161,23 @@ def _shared_input_conv(x: torch.Tensor, weight: torch.Tensor, i: int, o: int, k:
     return y.reshape(-1, o, x.shape[-2], x.shape[-1])
 
 
+# weight_pred's weight std under the identity start: a tower output of ~1 per channel then moves each
+# predicted parameter by ~IDENTITY_PRED_STD * sqrt(channels), small beside the carried logit's 1
+IDENTITY_PRED_STD = 0.001
+
+
 class AggregationWeightHead(nn.Module):
     """``weight_head``: per level (N, C+2, S, S) -> (N, K, S, S), the per-cell network parameters."""
 
     def __init__(self, in_channels: int, channels: int, num_params: int, num_convs: int = 4, norm: str = "GN",
-                 pred_kernel_size: int = 1, activation: str = "none"):
+                 pred_kernel_size: int = 1, activation: str = "none", init: str = "default",
+                 identity_params: torch.Tensor = None):
         super().__init__()
+        if init not in ("default", "identity"):
+            raise ValueError(f"MODEL.AGGMASK.WEIGHT_PRED_INIT must be 'default' or 'identity', got {init!r}")
+        if init == "identity" and (identity_params is None or identity_params.numel() != num_params):
+            raise ValueError("an identity start needs the per-cell network's identity parameters "
+                             f"({num_params} values)")
         if activation not in ("none", "tanh"):
             raise ValueError(f"MODEL.AGGMASK.WEIGHT_ACTIVATION must be 'none' or 'tanh', got {activation!r}")
         if pred_kernel_size not in (1, 3):
@@ -138,8 +189,13 @@ class AggregationWeightHead(nn.Module):
                 nn.init.normal_(module.weight, std=0.01)
                 if module.bias is not None:
                     nn.init.constant_(module.bias, 0)
-        # the predictor keeps PyTorch's default initialisation, as the authors'
         self.weight_pred = nn.Conv2d(channels, num_params, pred_kernel_size, padding=pred_kernel_size // 2)
+        # "default": PyTorch's initialisation, as the authors'. "identity": every cell's network
+        # starts as the same pass-through of its own logit (the bias) plus a small cell-specific part
+        if init == "identity":
+            nn.init.normal_(self.weight_pred.weight, std=IDENTITY_PRED_STD)
+            with torch.no_grad():
+                self.weight_pred.bias.copy_(identity_params)
 
     def forward(self, grid_inputs: List[torch.Tensor]) -> List[torch.Tensor]:
         out = []

@@ -64,6 +64,8 @@ class AggMask(SOLOv2):
             weight_head=AggregationWeightHead(
                 s.INSTANCE_IN_CHANNELS + 2, s.INSTANCE_CHANNELS, fcn.num_params, num_convs=a.NUM_WEIGHT_CONVS,
                 norm=s.NORM, pred_kernel_size=a.WEIGHT_PRED_KERNEL_SIZE, activation=a.WEIGHT_ACTIVATION,
+                init=a.WEIGHT_PRED_INIT,
+                identity_params=fcn.identity_params(mode) if a.WEIGHT_PRED_INIT == "identity" else None,
             ),
             context_head=AggMaskContextHead(s.INSTANCE_IN_CHANNELS, len(a.CONTEXT_IN_FEATURES), a.CONTEXT_CHANNELS,
                                             norm=s.NORM),
