@@ -51,7 +51,7 @@ def test_training_benchmark_table():
     assert re.search(r"BlendMask / Mask R-CNN: \d+\.\d\d; BlendMask / FCOS: \d+\.\d\d", out)
 
 
-def test_count_macs_counts_convolutions_and_linear_layers():
+def test_count_macs_counts_convolutions_linear_layers_and_functional_convolutions():
     import torch
 
     sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
@@ -67,8 +67,10 @@ def test_count_macs_counts_convolutions_and_linear_layers():
 
         def forward(self, inputs):
             x = self.up(self.grouped(self.conv(inputs[0]["image"][None])))
-            return self.fc(x.flatten(1))
+            # a functional grouped convolution in the model's own code (as SOLOv2's dynamic masks)
+            y = torch.nn.functional.conv2d(x, torch.ones(6, 1, 3, 3), groups=2, padding=1)
+            return self.fc(x.flatten(1)), y
 
     macs = count_macs(Tiny(), torch.zeros(3, 8, 8))
     assert macs == {"conv": 8 * 8 * 4 * 3 * 9, "grouped": 8 * 8 * 4 * 2, "up": 4 * 8 * 8 * 2 * 4,
-                    "fc": 5 * 2 * 16 * 16}
+                    "fc": 5 * 2 * 16 * 16, "functional": 16 * 16 * 6 * 1 * 9}

@@ -137,9 +137,20 @@ def _cell_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, i: int
     """Per cell p: conv2d(x[p], weight[p], bias[p]), zero padding keeping the size; x (P, I, H, W),
     weight (P, O, I, k, k), bias (P, O) -> (P, O, H, W). One grouped convolution."""
     p, _, h, w = x.shape
-    y = F.conv2d(x.reshape(1, p * i, h, w), weight.reshape(p * o, i, k, k), bias.reshape(-1), padding=k // 2,
-                 groups=p)
+    x = _batch_of_one(x.reshape(1, p * i, h, w))
+    weight = weight.reshape(p * o, i, k, k)
+    if x.is_contiguous(memory_format=torch.channels_last):
+        weight = weight.contiguous(memory_format=torch.channels_last)
+    y = F.conv2d(x, weight, bias.reshape(-1), padding=k // 2, groups=p)
     return y.reshape(p, o, h, w)
+
+
+def _batch_of_one(x: torch.Tensor) -> torch.Tensor:
+    """A channels-last (1, C, H, W) view made by reshaping keeps an arbitrary batch stride, which
+    makes the convolution copy it to another layout; give it the canonical one (no copy)."""
+    if x.is_contiguous(memory_format=torch.channels_last) and x.stride(0) != x.numel():
+        x = x.as_strided(x.shape, (x.numel(), 1, x.shape[3] * x.shape[1], x.shape[1]))
+    return x
 
 
 def _cell_conv_traceable(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, i: int, o: int,
@@ -156,8 +167,9 @@ def _shared_input_conv(x: torch.Tensor, weight: torch.Tensor, i: int, o: int, k:
     (no bias)."""
     if torch.jit.is_tracing():  # ONNX wants convolution kernels of a known shape: im2col, matrix product
         y = weight.reshape(-1, i * k * k) @ F.unfold(x[None], k, padding=k // 2)[0]
-    else:
-        y = F.conv2d(x[None], weight.reshape(-1, i, k, k), padding=k // 2)
+    else:  # channels-last like the per-cell inputs, so that the two parts add up without a copy
+        y = F.conv2d(x[None].contiguous(memory_format=torch.channels_last),
+                     weight.reshape(-1, i, k, k).contiguous(memory_format=torch.channels_last), padding=k // 2)
     return y.reshape(-1, o, x.shape[-2], x.shape[-1])
 
 
@@ -219,12 +231,21 @@ def aggregated_logits(fcn: CellFCN, mask_feat: torch.Tensor, context: torch.Tens
     needed = needed.scatter(0, wanted.flatten(), torch.ones_like(wanted.flatten()))
     rows = torch.nonzero(needed).squeeze(1)
     row_of = torch.cumsum(needed, 0) - 1
-    logits = dynamic_masks(mask_feat, kernel_grid[rows])  # (U, Hf, Wf): each distinct mask cell once
-    x = logits[row_of[wanted]]  # (P+1, nb, Hf, Wf)
+    if torch.jit.is_tracing():
+        logits = dynamic_masks(mask_feat, kernel_grid[rows])  # (U, Hf, Wf): each distinct mask cell once
+        x = logits[row_of[wanted]]  # (P+1, nb, Hf, Wf)
+    else:
+        # eager: the same logits computed as one matrix product into channels-last memory
+        # (Hf, Wf, P+1, nb), on which the per-cell grouped convolutions run about twice as fast
+        # on CPU; their outputs stay channels-last
+        e, hf, wf = mask_feat.shape
+        logits = mask_feat.reshape(e, hf * wf).t() @ kernel_grid[rows].t()  # (Hf*Wf, U)
+        x = torch.index_select(logits, 1, row_of[wanted].flatten())  # (Hf*Wf, (P+1)*nb)
+        x = x.reshape(hf, wf, wanted.shape[0], wanted.shape[1]).permute(2, 3, 0, 1)
     out = fcn(x, context, weight_grid[cells], hidden=hidden)
     if hidden is not None:
         hidden[:] = [h[1:] for h in hidden]
-    return out[1:]
+    return out[1:].contiguous()
 
 
 __all__ = ["AggregationWeightHead", "CellFCN", "aggregated_logits"]
