@@ -20,12 +20,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..solov2.heads import conv_norm_relu_tower
-from .neighbours import NUM_NEIGHBOURS
-
-
-def k_centre(kernel_size: int) -> int:
-    return kernel_size // 2
 from ..solov2.losses import dynamic_masks
+from .neighbours import NUM_NEIGHBOURS
 
 
 @dataclass(frozen=True)
@@ -62,7 +58,8 @@ class CellFCN:
         channels get He-initialised weights scaled by ``spare_scale`` (small, not symmetric)."""
         if self.num_layers > 1 and self.channels < 2:
             raise ValueError(f"an identity start needs >= 2 channels per hidden layer, {self} has {self.channels}")
-        k, c = self.kernel_size, k_centre(self.kernel_size)
+        k = self.kernel_size
+        c = k // 2  # the centre tap
         taps = {"cross": {2: 1.0}, "corner": {j: 0.25 for j in range(4)}}[mode]
         if self.num_neighbours != NUM_NEIGHBOURS[mode]:
             raise ValueError(f"{mode} neighbours are {NUM_NEIGHBOURS[mode]}, this network reads {self.num_neighbours}")
