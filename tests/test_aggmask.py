@@ -14,6 +14,7 @@ from blendmask.modeling.aggmask import (
     resolve_mode,
 )
 from blendmask.modeling.aggmask.aggregation import _cell_conv, _cell_conv_traceable
+from conftest import REPO_ROOT
 
 
 def test_cell_fcn_layout_matches_the_paper_sizes():
@@ -105,3 +106,79 @@ def test_set_num_classes_covers_aggmask():
     cfg.DATASETS.TRAIN = cfg.DATASETS.TEST = ()
     cfg.MODEL.SOLOV2.NUM_CLASSES = 7
     assert set_num_classes(cfg) == 7 and cfg.MODEL.FCOS.NUM_CLASSES == 7
+
+
+def test_aggregated_logits_equal_a_plain_computation():
+    """The eager path (one matrix product into channels-last memory, shared neighbours computed
+    once) gives each cell its plain network on its own neighbours' logits and the context."""
+    g = torch.Generator().manual_seed(2)
+    grids = [6, 4]
+    table = global_neighbour_index(grids, grids, "cross")
+    fcn = CellFCN(5, context_channels=3)
+    feat, ctx = torch.randn(8, 10, 12, generator=g), torch.randn(3, 10, 12, generator=g)
+    kernel_grid = torch.randn(len(table), 8, generator=g)
+    weight_grid = torch.randn(len(table), fcn.num_params, generator=g) * 0.3
+    cells = torch.tensor([0, 7, 8, 35, 36, 51])  # corner, neighbours sharing cells, both levels
+    out = aggregated_logits(fcn, feat, ctx, kernel_grid, weight_grid, table, cells)
+    assert out.shape == (6, 10, 12) and out.is_contiguous()
+    for p, cell in enumerate(cells):
+        nb_logits = torch.einsum("ne,ehw->nhw", kernel_grid[table[cell]], feat)
+        y = torch.cat([nb_logits, ctx])[None]
+        for i, (w, b) in enumerate(fcn.split(weight_grid[cell:cell + 1])):
+            y = F.conv2d(y, w[0], b[0], padding=1)
+            y = F.relu(y) if i < 2 else y
+        torch.testing.assert_close(out[p], y[0, 0], rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("mode,nb", [("cross", 5), ("corner", 4)])
+def test_identity_start_passes_the_cells_own_logit_through(mode, nb):
+    g = torch.Generator().manual_seed(3)
+    fcn = CellFCN(nb)
+    x, ctx = torch.randn(3, nb, 9, 11, generator=g) * 20, torch.rand(16, 9, 11, generator=g)
+    own = x[:, 2] if mode == "cross" else x.mean(1)
+    exact = fcn.identity_params(mode, spare_scale=0.0)
+    torch.testing.assert_close(fcn(x, ctx, exact.expand(3, -1)), own, rtol=0, atol=1e-4)
+    # the spare channels add a small, not zero, part (so they are not symmetric or dead)
+    near = fcn(x, ctx, fcn.identity_params(mode, generator=g).expand(3, -1))
+    assert 0 < (near - own).abs().max() < 0.05 * own.abs().max()
+    hidden = []
+    fcn(x, ctx, exact.expand(3, -1), hidden=hidden)
+    # ReLU(x) and ReLU(-x): wherever x != 0 one of the two carried units is alive
+    assert all(bool(((h[:, 0] > 0) | (h[:, 1] > 0)).all()) for h in hidden)
+    with pytest.raises(ValueError, match="2 channels"):
+        CellFCN(nb, channels=1).identity_params(mode)
+    with pytest.raises(ValueError, match="neighbours"):
+        CellFCN(nb + 1).identity_params(mode)
+
+
+def test_identity_start_in_the_model_gives_solov2_masks_at_first():
+    """WEIGHT_PRED_INIT identity: before any training, every cell's aggregated logits are its own
+    SOLOv2 mask logits up to the small learned part; "default" (the authors') are far from them."""
+    from blendmask import build_model_and_load, load_config
+    from blendmask.modeling.solov2.losses import dynamic_masks
+
+    def cell_and_own_logits(init):
+        cfg = load_config(REPO_ROOT / "configs" / "Shapes" / "AggMask_R18.yaml",
+                          ["MODEL.DEVICE", "cpu", "MODEL.AGGMASK.WEIGHT_PRED_INIT", init])
+        torch.manual_seed(0)
+        model = build_model_and_load(cfg).eval()
+        image = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(0)) * 255
+        with torch.no_grad():
+            images = model.preprocess_image([{"image": image}])
+            outputs = model.heads(model.backbone(model.backbone_input(images.tensor)))
+            cells = torch.tensor([0, 45, 130, 400, 590])
+            agg = model.cell_logits(outputs, 0, cells)
+            mask_feat, _, kernel_grid, _ = model.image_grids(outputs, 0)
+            own = dynamic_masks(mask_feat, kernel_grid[model.neighbours[cells, 2]])
+        return agg, own
+
+    def relative_gap(agg, own):
+        return ((agg - own).abs().mean() / own.abs().mean()).item()
+
+    # seen: 0.064 (identity) and 5.0 (default); the learned part is small, the random network is not
+    assert relative_gap(*cell_and_own_logits("identity")) < 0.15
+    assert relative_gap(*cell_and_own_logits("default")) > 1.0
+    with pytest.raises(ValueError, match="WEIGHT_PRED_INIT"):
+        from blendmask.modeling.aggmask import AggregationWeightHead
+
+        AggregationWeightHead(8, 8, 10, init="zeros")

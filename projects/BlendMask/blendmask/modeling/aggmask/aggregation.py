@@ -74,8 +74,6 @@ class CellFCN:
                     w[row, :, :, :] = 0
                     for j, v in taps.items():
                         w[row, j, c, c] = sign * v
-                if last > 0:
-                    w[2:, :2] = 0  # spare channels do not read the two carried ones at first
             else:
                 w[:, :2] = 0
                 if layer < last:
