@@ -117,3 +117,19 @@ def test_bad_input_fails_clearly():
     model = build_model(load_config(CONFIG, TINY_OPTS)).train()
     with pytest.raises(ValueError, match="instances"):
         model([{"image": torch.zeros(3, 64, 64)}])
+
+
+def test_diagnose_aggmask_reports_the_per_cell_networks(tmp_path, capsys):
+    import pytest
+
+    spec = importlib.util.spec_from_file_location("diagnose_aggmask", REPO_ROOT / "tools" / "diagnose_aggmask.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    names = register_shapes(tmp_path, TINY, prefix="aggmask_diagnose_shapes")
+    rows = tool.main(["--iters", "2", "--config", str(CONFIG), *TINY_OPTS, "DATASETS.TRAIN", f"('{names['train']}',)",
+                      "DATASETS.TEST", "()"])
+    out = capsys.readouterr().out
+    assert len(rows) == out.count("loss_ins") >= 1
+    assert all(len(r) == 2 and all(0.0 <= d <= 1.0 for d in r) for r in rows)  # two hidden layers
+    with pytest.raises(SystemExit, match="not AggMask"):
+        tool.main(["--config", str(REPO_ROOT / "configs" / "Shapes" / "SOLOv2_R18.yaml")])
