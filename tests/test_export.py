@@ -48,16 +48,9 @@ def exported(request, fixture_setup, tmp_path_factory):
     _, model, samples = fixture_setup
     module = bx.ExportableBlendMask(model)
     _, image, size, _, _ = samples[TRACE_SAMPLE]
-    out_dir = tmp_path_factory.mktemp(request.param)
-    if request.param == "torchscript":
-        run = bx.load_torchscript(bx.export_torchscript(module, image, size, out_dir / "model.ts"))
-    else:
-        session = bx.onnx_session(bx.export_onnx(module, image, size, out_dir / "model.onnx"), num_threads=2)
-
-        def run(x, s):
-            return bx.run_onnx(session, x, s)
-    with torch.no_grad():
-        return request.param, [run(x, s) for _, x, s, _, _ in samples]
+    _, run = bx.export_and_load(module, image, size, request.param, tmp_path_factory.mktemp(request.param),
+                                num_threads=2)
+    return request.param, [run(x, s) for _, x, s, _, _ in samples]
 
 
 def test_exported_matches_eager(fixture_setup, exported):

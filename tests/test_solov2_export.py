@@ -41,16 +41,9 @@ def exported(request, setup, tmp_path_factory):
     _, model, samples = setup
     module = bx.ExportableBlendMask(model)
     _, image, size, _ = samples[TRACE_SAMPLE]
-    out_dir = tmp_path_factory.mktemp(f"solov2_{request.param}")
-    if request.param == "torchscript":
-        run = bx.load_torchscript(bx.export_torchscript(module, image, size, out_dir / "model.ts"))
-    else:
-        session = bx.onnx_session(bx.export_onnx(module, image, size, out_dir / "model.onnx"), num_threads=2)
-
-        def run(x, s):
-            return bx.run_onnx(session, x, s)
-    with torch.no_grad():
-        return request.param, [run(x, s) for _, x, s, _ in samples]
+    _, run = bx.export_and_load(module, image, size, request.param, tmp_path_factory.mktemp(f"solov2_{request.param}"),
+                                num_threads=2)
+    return request.param, [run(x, s) for _, x, s, _ in samples]
 
 
 def test_exported_solov2_matches_eager(setup, exported):

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-FILE_NAMES = {"onnx": "model.onnx", "torchscript": "model.ts"}
+FORMATS = ("onnx", "torchscript")  # files model.onnx and model.ts (blendmask.export.EXPORT_FILE_NAMES)
 
 
 def parse_args(argv=None):
@@ -32,7 +32,7 @@ def parse_args(argv=None):
     parser.add_argument("--config-file", required=True, help="model config (AdelaiDet yaml files load as they are)")
     parser.add_argument("--weights", help="checkpoint; same as --opts MODEL.WEIGHTS PATH")
     parser.add_argument("--output", required=True, help="output directory (created)")
-    parser.add_argument("--format", nargs="+", choices=sorted(FILE_NAMES), default=["onnx", "torchscript"])
+    parser.add_argument("--format", nargs="+", choices=FORMATS, default=list(FORMATS))
     parser.add_argument("--sample-image", nargs="+", help="image file(s); the first is traced (default: a "
                         "synthetic image at the test size)")
     parser.add_argument("--no-paste-masks", action="store_true",
@@ -115,19 +115,16 @@ def main(argv=None):
 
     runners = {}
     for fmt in args.format:
-        path = out_dir / FILE_NAMES[fmt]
         start = time.perf_counter()
         if fmt == "onnx":
             metadata = {"config_file": args.config_file, "input_format": cfg.INPUT.FORMAT,
                         "min_size_test": cfg.INPUT.MIN_SIZE_TEST, "max_size_test": cfg.INPUT.MAX_SIZE_TEST,
                         "num_classes": module.num_classes}
-            bx.export_onnx(module, image, output_size, path, opset=args.opset or bx.ONNX_OPSET, metadata=metadata)
-            session = bx.onnx_session(path, num_threads=args.threads)
-            runners["onnxruntime"] = lambda x, s, session=session: bx.run_onnx(session, x, s)
+            path, runners["onnxruntime"] = bx.export_and_load(
+                module, image, output_size, "onnx", out_dir, num_threads=args.threads,
+                opset=args.opset or bx.ONNX_OPSET, metadata=metadata)
         else:
-            bx.export_torchscript(module, image, output_size, path)
-            traced = bx.load_torchscript(path)
-            runners["torchscript"] = lambda x, s, traced=traced: traced(x, s)
+            path, runners["torchscript"] = bx.export_and_load(module, image, output_size, "torchscript", out_dir)
         print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB, {time.perf_counter() - start:.1f} s)")
     spec = bx.io_spec(module, cfg)
     spec_path = bx.write_spec(spec, out_dir / "export_spec.json")

@@ -7,8 +7,10 @@ its panoptic map on the host. ``tools/export_model.py`` is the command line.
 """
 
 from .api import (
+    EXPORT_FILE_NAMES,
     ONNX_OPSET,
     build_model_from_cfg,
+    export_and_load,
     export_onnx,
     export_torchscript,
     io_spec,
@@ -24,6 +26,7 @@ from .panoptic import panoptic_from_outputs
 from .wrapper import INPUT_NAMES, OUTPUT_NAMES, ExportableBlendMask
 
 __all__ = [
+    "EXPORT_FILE_NAMES",
     "ExportableBlendMask",
     "INPUT_NAMES",
     "ONNX_OPSET",
@@ -31,6 +34,7 @@ __all__ = [
     "build_model_from_cfg",
     "compare_outputs",
     "eager_predict",
+    "export_and_load",
     "export_onnx",
     "export_torchscript",
     "io_spec",

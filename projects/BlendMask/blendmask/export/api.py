@@ -126,6 +126,31 @@ def run_onnx(session, image: torch.Tensor, output_size: torch.Tensor):
     return tuple(torch.from_numpy(a) for a in session.run(names, feeds))
 
 
+EXPORT_FILE_NAMES = {"torchscript": "model.ts", "onnx": "model.onnx"}
+
+
+def export_and_load(module: ExportableBlendMask, image: torch.Tensor, output_size: torch.Tensor, backend: str,
+                    out_dir, num_threads: int = 0, **onnx_kwargs):
+    """Export ``module`` (traced on one sample) as ``backend`` ("torchscript" or "onnx") into
+    ``out_dir`` and load it back: (path, a function (image, output_size) -> outputs in
+    ``OUTPUT_NAMES`` order). ``onnx_kwargs`` go to :func:`export_onnx` (opset, metadata)."""
+    if backend not in EXPORT_FILE_NAMES:
+        raise ValueError(f"backend must be one of {sorted(EXPORT_FILE_NAMES)}, got {backend!r}")
+    path = Path(out_dir) / EXPORT_FILE_NAMES[backend]
+    if backend == "torchscript":
+        traced = load_torchscript(export_torchscript(module, image, output_size, path))
+
+        def run(x, size):
+            with torch.no_grad():
+                return traced(x, size)
+    else:
+        session = onnx_session(export_onnx(module, image, output_size, path, **onnx_kwargs), num_threads=num_threads)
+
+        def run(x, size):
+            return run_onnx(session, x, size)
+    return path, run
+
+
 def io_spec(module: ExportableBlendMask, cfg) -> Dict:
     """A JSON-able description of the exported graph's inputs, outputs and pre-processing."""
     model = module.model
