@@ -36,11 +36,11 @@ class AggMaskContextHead(nn.Module):
         weights = self.reduce.weight.split(self.in_channels, dim=1)
         fused = None
         for x, w in zip(features, weights):
-            y = F.conv2d(x, w)
+            y = F.conv2d(x, w, self.reduce.bias if fused is None else None)  # the bias once
             if y.shape[-2:] != size:
                 y = F.interpolate(y, size=size, mode="bilinear", align_corners=True)
-            fused = y if fused is None else fused + y
-        fused = fused + self.reduce.bias[None, :, None, None]
+            # in place: at the first level's size these are the largest maps of the head
+            fused = y if fused is None else fused.add_(y)
         return F.relu(self.out(F.relu(self.norm(fused))))
 
 
