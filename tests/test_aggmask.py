@@ -149,6 +149,8 @@ def test_identity_start_passes_the_cells_own_logit_through(mode, nb):
         CellFCN(nb, channels=1).identity_params(mode)
     with pytest.raises(ValueError, match="neighbours"):
         CellFCN(nb + 1).identity_params(mode)
+    with pytest.raises(ValueError, match="neighbour mode"):
+        CellFCN(nb).identity_params("auto")
 
 
 def test_identity_start_in_the_model_gives_solov2_masks_at_first():

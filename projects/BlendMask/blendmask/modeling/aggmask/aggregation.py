@@ -58,6 +58,8 @@ class CellFCN:
         channels get He-initialised weights scaled by ``spare_scale`` (small, not symmetric)."""
         if self.num_layers > 1 and self.channels < 2:
             raise ValueError(f"an identity start needs >= 2 channels per hidden layer, {self} has {self.channels}")
+        if mode not in NUM_NEIGHBOURS:
+            raise ValueError(f"neighbour mode must be one of {sorted(NUM_NEIGHBOURS)}, got {mode!r}")
         k = self.kernel_size
         c = k // 2  # the centre tap
         taps = {"cross": {2: 1.0}, "corner": {j: 0.25 for j in range(4)}}[mode]
