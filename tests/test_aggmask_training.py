@@ -10,27 +10,16 @@ import numpy as np
 import torch
 from detectron2.data import DatasetCatalog, DatasetMapper
 from detectron2.modeling import build_model
+from solov2_tiny import TINY, TINY_OPTS
 
 from blendmask import load_config
 from blendmask.data import register_shapes, set_num_classes
-from blendmask.data.shapes import ShapesSpec
 from conftest import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT))
 import train_net  # noqa: E402
 
 CONFIG = REPO_ROOT / "configs" / "Shapes" / "AggMask_R18.yaml"
-TINY = ShapesSpec(image_size=64, num_train=6, num_val=3, min_shape_size=12, max_shape_size=32)
-# a narrow model on 64-pixel inputs; thresholds at 0 so an untrained model still predicts
-TINY_OPTS = [
-    "MODEL.DEVICE", "cpu", "MODEL.FPN.OUT_CHANNELS", "32", "MODEL.SOLOV2.INSTANCE_IN_CHANNELS", "32",
-    "MODEL.SOLOV2.MASK_IN_CHANNELS", "32", "MODEL.SOLOV2.INSTANCE_CHANNELS", "32", "MODEL.SOLOV2.MASK_CHANNELS", "32",
-    "MODEL.SOLOV2.SCORE_THR", "0.0", "MODEL.SOLOV2.MASK_THR", "0.0", "MODEL.SOLOV2.UPDATE_THR", "0.0",
-    "MODEL.SOLOV2.NMS_PRE", "50", "MODEL.SOLOV2.MAX_PER_IMG", "20",
-    "INPUT.MIN_SIZE_TRAIN", "(64,)", "INPUT.MAX_SIZE_TRAIN", "64", "INPUT.MIN_SIZE_TEST", "64",
-    "INPUT.MAX_SIZE_TEST", "64", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.BASE_LR", "0.01", "SOLVER.WARMUP_ITERS", "0",
-    "SOLVER.STEPS", "()", "DATALOADER.NUM_WORKERS", "0", "SEED", "1",
-]
 
 
 def test_shapes_config_is_solov2_r18_plus_the_aggregation():
