@@ -26,6 +26,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))  # the latency benchmarks' model builders
 FUNCTIONAL = "functional"
 
 
@@ -61,7 +62,6 @@ def parts_of(macs: dict) -> dict:
 
 def build_for_count(config: str, count: int, image: torch.Tensor, opts=()):
     """The randomly initialised model with ``count`` forced detections, as the latency benchmarks build it."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
     from blendmask import load_config
 
     meta = load_config(REPO / config, list(opts)).MODEL.META_ARCHITECTURE
