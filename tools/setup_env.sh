@@ -15,8 +15,12 @@ CACHE_DIR="${CACHE_DIR:-$ROOT/.cache}"
 WHEEL_DIR="$CACHE_DIR/wheels"
 TORCH_PINS=(torch==2.14.1 torchvision==0.29.1)
 D2_SDIST_REQ="pb1-detectron2==0.6 --hash=sha256:5d2e9e51e523ec72f6a31cca04b0a515492e9514b773a3d134cedc0677170b29"
-# Pins v0.6 needs on a modern stack (see README "Requirements").
-D2_RUNTIME_PINS=("numpy>=2,<3" "Pillow<10" "setuptools>=77.0.3,<82" "opencv-python-headless<5" shapely)
+# Pins detectron2 v0.6 needs on a modern stack (Pillow 10 removed Image.LINEAR, which 0.6 uses).
+D2_06_PINS=("Pillow<10" "setuptools>=77.0.3,<82")
+# Runtime packages installed whichever detectron2 is kept: the package's own requirements (setup.py's
+# INSTALL_REQUIRES, which the editable install below brings too) at the versions this repo tests, and shapely
+# for detectron2's cityscapes loader.
+RUNTIME_PINS=("numpy>=2,<3" "opencv-python-headless<5" shapely)
 STAMP="$VENV/.blendmask-setup"
 SETUP_HASH="$(cat "$0" setup.py requirements-dev.txt 2>/dev/null | sha256sum | cut -c1-16)"
 
@@ -47,6 +51,10 @@ d2_state="$("$PY" "$ROOT/tools/detectron2_pyonly/which_detectron2.py" 2>/dev/nul
 if [[ "$d2_state" != missing* && "${BLENDMASK_REPLACE_DETECTRON2:-0}" != "1" ]]; then
   read -r d2_kind d2_version d2_path <<< "$d2_state"
   log "keeping the installed $d2_kind detectron2 $d2_version ($d2_path); set BLENDMASK_REPLACE_DETECTRON2=1 to replace it with the python-only 0.6 build"
+  pins=("${RUNTIME_PINS[@]}")
+  [[ "$d2_version" == 0.6* ]] && pins+=("${D2_06_PINS[@]}")
+  log "installing the runtime packages beside it: ${pins[*]}"
+  "${PIP[@]}" install "${pins[@]}"
 else
   [[ "$d2_state" != missing* ]] && log "replacing the installed detectron2 ($d2_state): BLENDMASK_REPLACE_DETECTRON2=1"
   wheel="$(ls "$WHEEL_DIR"/detectron2-0.6+pyonly-*.whl 2>/dev/null | head -n1 || true)"
@@ -65,10 +73,10 @@ else
     wheel="$(ls "$WHEEL_DIR"/detectron2-0.6+pyonly-*.whl | head -n1)"
   fi
   log "installing $(basename "$wheel")"
-  "${PIP[@]}" install "$wheel" "${D2_RUNTIME_PINS[@]}"
+  "${PIP[@]}" install "$wheel" "${RUNTIME_PINS[@]}" "${D2_06_PINS[@]}"
 fi
 
-log "installing blendmask (editable) and the dev tools"
+log "installing blendmask (editable, with its requirements from setup.py) and the dev tools"
 "${PIP[@]}" install --no-build-isolation -e "$ROOT" -r "$ROOT/requirements-dev.txt"
 
 # panopticapi (PQ for COCOPanopticEvaluator) is on PyPI only inside panopticapi-lite, which pins numpy<2 and
