@@ -151,6 +151,10 @@ class BlendMaskCheckpointer(DetectionCheckpointer):
         self._loading = None
 
     def load(self, path: str, *args, **kwargs):
+        if path:  # a URL: downloaded into the cache, checked against the model zoo's sha256 when one is known
+            from .model_zoo.download import local_checkpoint
+
+            path = local_checkpoint(path)
         self._loading = path
         try:
             return super().load(path, *args, **kwargs)
