@@ -6,7 +6,8 @@ builds (CUDA or CPU torch; detectron2 is not on PyPI), and ``make setup`` instal
 tests/test_packaging.py checks that against the package's imports.
 
 A non-editable install ships the yaml and python (LazyConfig) configs under
-``blendmask/model_zoo/configs``.
+``blendmask/model_zoo/configs`` and three commands: ``blendmask-train``, ``blendmask-demo`` and
+``blendmask-export`` (train_net.py, demo/demo.py and tools/export_model.py in the repository).
 """
 
 from setuptools import find_packages, setup
@@ -43,4 +44,11 @@ setup(
     package_data={"blendmask": ["model_zoo/configs/**/*.yaml", "model_zoo/configs/**/*.py"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
+    entry_points={
+        "console_scripts": [
+            "blendmask-train=blendmask.cli.train:cli",
+            "blendmask-demo=blendmask.cli.demo:cli",
+            "blendmask-export=blendmask.cli.export:cli",
+        ]
+    },
 )

@@ -36,6 +36,7 @@ __all__ = [
     "get_config",
     "get_config_file",
     "list_configs",
+    "resolve_config_file",
 ]
 
 
@@ -59,6 +60,18 @@ def get_config_file(name: str) -> str:
         raise FileNotFoundError(f"{name!r} is not a config of blendmask's model zoo ({CONFIG_DIR}).{hint} "
                                 "blendmask.model_zoo.list_configs() lists them.")
     return str(path)
+
+
+def resolve_config_file(path):
+    """``path`` when it names a file; otherwise the packaged config of that name (``configs/X.yaml``
+    or ``X.yaml``), so the commands take the repository's config paths from any folder. A path that is
+    neither is returned as it is (loading it then fails naming it)."""
+    if not path or Path(path).is_file():
+        return path
+    try:
+        return get_config_file(path)
+    except FileNotFoundError:
+        return path
 
 
 def get_checkpoint_url(name: str) -> str:
