@@ -2,17 +2,23 @@
 
 There is no box head: FCOS's detections are final, the ROI heads only add, per detection, the
 predicted class's mask and (with MASKIOU_ON) ``mask_scores = scores * maskiou``.
+
+Registered in detectron2's ``ROI_HEADS_REGISTRY`` as ``CenterROIHeads``, the name centermask2's
+yaml files use, so that those files build with detectron2's own ``build_model`` too
+(``GeneralizedRCNN`` + our ``FCOS`` + these heads: see :meth:`CenterROIHeads.forward`).
 """
 
+import math
 from typing import Dict, List, Sequence
 
 import numpy as np
 import torch
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
+from detectron2.modeling import ROI_HEADS_REGISTRY
 from detectron2.modeling.matcher import Matcher
 from detectron2.modeling.sampling import subsample_labels
-from detectron2.structures import Boxes, Instances, pairwise_iou
+from detectron2.structures import BitMasks, Boxes, Instances, PolygonMasks, pairwise_iou
 from torch import nn
 from torch.nn import functional as F
 
@@ -29,9 +35,15 @@ def _gather_class(per_class: torch.Tensor, classes: torch.Tensor) -> torch.Tenso
     return per_class.gather(1, index).squeeze(1)
 
 
+@ROI_HEADS_REGISTRY.register()
 class CenterROIHeads(nn.Module):
     """Mask and MaskIoU heads on ROIAlign of FPN levels ``in_features`` (level per box by
-    ``assign_criterion``). ``mask_outputs`` serves inference, ``losses`` training."""
+    ``assign_criterion``). ``mask_outputs`` serves inference, ``losses`` training; ``forward`` is
+    detectron2's ROI-heads interface over them."""
+
+    # FCOS runs detection in training too when it feeds these heads in detectron2's GeneralizedRCNN
+    # (read by FCOS.from_config; our CenterMask meta-architecture switches it on itself)
+    takes_fcos_proposals = True
 
     @configurable
     def __init__(self, *, in_features: List[str], pooler: LevelROIAlign, mask_head: SpatialAttentionMaskHead,
@@ -115,6 +127,37 @@ class CenterROIHeads(nn.Module):
             out["mask_scores"] = torch.cat(list(scores)) * maskiou
         return out
 
+    def forward(self, images, features: Dict[str, torch.Tensor], proposals, targets=None):
+        """detectron2's ROI-heads interface, for ``GeneralizedRCNN`` with FCOS as the proposal
+        generator (centermask2's yaml files through detectron2's ``build_model``).
+
+        ``proposals``: FCOS's output (:class:`~blendmask.modeling.fcos.FCOSOutput`). Training returns
+        ``([], losses)``; inference ``(instances per image, {})`` with pred_boxes (input pixels),
+        scores, pred_classes, pred_masks (n, 1, 2R, 2R) probabilities (pasted by detectron2's
+        ``detector_postprocess``) and, with MaskIoU, mask_scores.
+        """
+        detections = proposals.detections
+        boxes = [d["boxes"] for d in detections]
+        if self.training:
+            if targets is None:
+                raise ValueError("CenterROIHeads in training mode needs the ground-truth instances")
+            return [], self.losses(features, boxes, targets, images.image_sizes)
+        out = self.mask_outputs(features, boxes, [d["classes"] for d in detections],
+                                [d["scores"] for d in detections], images.image_sizes)
+        counts = [len(b) for b in boxes]
+        split = {k: out[k].split(counts) for k in ("mask_probs", "mask_scores") if k in out}
+        results = []
+        for i, (det, size) in enumerate(zip(detections, images.image_sizes)):
+            inst = Instances(tuple(size))
+            inst.pred_boxes = Boxes(det["boxes"])
+            inst.scores = det["scores"]
+            inst.pred_classes = det["classes"]
+            inst.pred_masks = split["mask_probs"][i][:, None]
+            if "mask_scores" in split:
+                inst.mask_scores = split["mask_scores"][i]
+            results.append(inst)
+        return results, {}
+
     # --- training ------------------------------------------------------------------------------
 
     @torch.no_grad()
@@ -175,26 +218,61 @@ class CenterROIHeads(nn.Module):
 
 
 def _box_area_fraction(instances: Instances) -> torch.Tensor:
-    """Per foreground ROI: the fraction of its ground-truth polygon area inside the proposal box
-    (the polygons shifted to the box origin and rasterised at the box's integer-truncated size),
-    clamped to [1e-10, 1], float64."""
+    """Per foreground ROI: the fraction of its ground-truth mask's area inside the proposal box,
+    clamped to [1e-10, 1], float64.
+
+    The box is taken at its integer-truncated size ``(int(x1 - x0), int(y1 - y0))`` from its
+    (fractional) origin, as centermask2's targets do. Polygons (``PolygonMasks``) are shifted to the
+    box origin and rasterised on that grid; bitmasks (``BitMasks``: RLE annotations or
+    ``INPUT.MASK_FORMAT bitmask``) count the pixels whose centres fall inside it, the same area up
+    to rasterisation.
+    """
+    masks = instances.gt_masks
+    boxes = instances.proposal_boxes.tensor.tolist()
+    if isinstance(masks, PolygonMasks):
+        inside, full = _polygon_areas_in_boxes(masks, boxes)
+    elif isinstance(masks, BitMasks):
+        inside, full = _bitmask_areas_in_boxes(masks.tensor, boxes)
+    else:
+        raise TypeError(f"MaskIoU targets need PolygonMasks or BitMasks ground truth, got {type(masks).__name__}")
+    fractions = [i / f if f > 0 else 0.0 for i, f in zip(inside, full)]
+    return torch.tensor(fractions, dtype=torch.float64).clamp(0.0, 1.0).clamp(min=1e-10)
+
+
+def _polygon_areas_in_boxes(masks: PolygonMasks, boxes: List[List[float]]):
+    """(area inside each box on the box's integer grid, full polygon area) per instance."""
     from pycocotools import mask as mask_util
 
-    fractions = []
-    full_areas = instances.gt_masks.area().to(torch.float64)
-    for polygons, box, full in zip(instances.gt_masks.polygons, instances.proposal_boxes.tensor.tolist(), full_areas):
-        x0, y0, x1, y1 = box
+    inside = []
+    for polygons, (x0, y0, x1, y1) in zip(masks.polygons, boxes):
         w, h = int(x1 - x0), int(y1 - y0)
+        if h <= 0 or w <= 0:
+            inside.append(0.0)
+            continue
         shifted = []
         for p in polygons:
             p = np.asarray(p, dtype=np.float64).copy()
             p[0::2] -= x0
             p[1::2] -= y0
             shifted.append(p.tolist())
-        rles = mask_util.frPyObjects(shifted, h, w)
-        inside = float(mask_util.area(mask_util.merge(rles))) if h > 0 and w > 0 else 0.0
-        fractions.append(inside / float(full) if full > 0 else 0.0)
-    return torch.tensor(fractions, dtype=torch.float64).clamp(0.0, 1.0).clamp(min=1e-10)
+        inside.append(float(mask_util.area(mask_util.merge(mask_util.frPyObjects(shifted, h, w)))))
+    return inside, masks.area().to(torch.float64).tolist()
+
+
+def _bitmask_areas_in_boxes(masks: torch.Tensor, boxes: List[List[float]]):
+    """(pixels of each (H, W) mask whose centre lies in its box's integer grid, all its pixels)."""
+    height, width = masks.shape[1:]
+    inside = []
+    for mask, (x0, y0, x1, y1) in zip(masks, boxes):
+        w, h = int(x1 - x0), int(y1 - y0)
+        # pixel c's centre c + 0.5 in [x0, x0 + w)  <=>  c in [ceil(x0 - 0.5), ceil(x0 + w - 0.5))
+        cols = (min(max(math.ceil(x0 - 0.5), 0), width), min(max(math.ceil(x0 + w - 0.5), 0), width))
+        rows = (min(max(math.ceil(y0 - 0.5), 0), height), min(max(math.ceil(y0 + h - 0.5), 0), height))
+        if h <= 0 or w <= 0:
+            inside.append(0.0)
+        else:
+            inside.append(float(mask[rows[0]:rows[1], cols[0]:cols[1]].sum()))
+    return inside, masks.flatten(1).sum(dim=1).to(torch.float64).tolist()
 
 
 def maskiou_targets(fg_instances: Sequence[Instances], logits: torch.Tensor, gt_masks: torch.Tensor) -> torch.Tensor:
@@ -202,7 +280,7 @@ def maskiou_targets(fg_instances: Sequence[Instances], logits: torch.Tensor, gt_
 
     The ground truth cropped to the box (``gt_masks``, (n, R, R)) misses the part of the object
     outside the box; its full size at the ROI's resolution is estimated as
-    ``sum(gt_masks) / fraction of the polygon area inside the box``.
+    ``sum(gt_masks) / fraction of the ground-truth area inside the box`` (polygons or bitmasks).
     """
     fraction = torch.cat([_box_area_fraction(f) for f in fg_instances if len(f)]).to(logits.device)
     pred = logits > 0

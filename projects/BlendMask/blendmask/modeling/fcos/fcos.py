@@ -5,7 +5,7 @@ from typing import Dict, List, Optional
 import torch
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec, cat
-from detectron2.modeling import PROPOSAL_GENERATOR_REGISTRY
+from detectron2.modeling import PROPOSAL_GENERATOR_REGISTRY, ROI_HEADS_REGISTRY
 from detectron2.structures import Instances
 from torch import nn
 
@@ -124,7 +124,7 @@ class FCOS(nn.Module):
             pre_nms_topk={True: fcos.PRE_NMS_TOPK_TRAIN, False: fcos.PRE_NMS_TOPK_TEST},
             post_nms_topk={True: fcos.POST_NMS_TOPK_TRAIN, False: fcos.POST_NMS_TOPK_TEST},
             nms_thresh=fcos.NMS_TH,
-            yield_proposals=fcos.YIELD_PROPOSAL,
+            yield_proposals=fcos.YIELD_PROPOSAL or _roi_heads_take_proposals(cfg),
         )
 
     def forward(
@@ -232,3 +232,15 @@ class FCOS(nn.Module):
             labels=labels[pos_inds],
         )
         return positives, losses, loss_denorm
+
+
+def _roi_heads_take_proposals(cfg) -> bool:
+    """Whether detectron2's ``GeneralizedRCNN`` will feed FCOS's training detections to ROI heads
+    that declare ``takes_fcos_proposals`` (CenterMask's, built from centermask2's yaml files)."""
+    if cfg.MODEL.META_ARCHITECTURE != "GeneralizedRCNN":
+        return False
+    try:
+        heads = ROI_HEADS_REGISTRY.get(cfg.MODEL.ROI_HEADS.NAME)
+    except KeyError:
+        return False
+    return bool(getattr(heads, "takes_fcos_proposals", False))

@@ -48,6 +48,11 @@ class FCOSOutput:
     losses: Dict[str, torch.Tensor] = field(default_factory=dict)
     loss_denorm: Optional[float] = None
 
+    def __iter__(self):
+        """Unpacks as ``(self, losses)``: the ``(proposals, losses)`` pair detectron2's meta-
+        architectures (``GeneralizedRCNN``) expect from a proposal generator."""
+        return iter((self, self.losses))
+
     def detection_locations(self) -> Locations:
         """Where the detections of all images were predicted, images concatenated in order."""
         levels = torch.cat([d["levels"] for d in self.detections])
