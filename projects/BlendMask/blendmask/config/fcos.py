@@ -62,6 +62,10 @@ def _defaults() -> CN:
     # On CPU, paste masks into a lazily zeroed output and only touch the pixels around each box,
     # instead of detectron2's dense paste. No effect on GPU.
     root.TEST.LAZY_PASTE = True
+    # Precision of inference: "fp32", "bf16", "fp16" or "auto" (bf16 on CPUs with native bf16,
+    # fp16 on CUDA). Convolutions and matrix products run in it; scores, NMS and mask thresholds
+    # stay float32 (blendmask/engine/precision.py). A CPU without native bf16 warns and runs fp32.
+    root.TEST.PRECISION = "fp32"
     return root
 
 

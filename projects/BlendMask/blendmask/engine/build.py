@@ -7,6 +7,7 @@ from detectron2.modeling import build_model
 from torch import nn
 
 from ..checkpoint import BlendMaskCheckpointer
+from .precision import set_inference_precision
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,9 @@ def build_model_and_load(cfg, weights: Optional[str] = None, eval_mode: bool = T
     naming them and the config to use; in training mode they keep their initialisation (logged).
     ``model.thing_classes`` holds the class names the checkpoint carries (empty if none).
 
+    Eval-mode forwards run in ``cfg.TEST.PRECISION`` (:mod:`blendmask.engine.precision`), for
+    detectron2's own meta-architectures too.
+
     Returns the model in eval mode, or in training mode when ``eval_mode`` is False.
     """
     from ..config.centermask import resolve_centermask_meta_architecture
@@ -68,6 +72,7 @@ def build_model_and_load(cfg, weights: Optional[str] = None, eval_mode: bool = T
     if cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN" and not cfg.is_frozen():
         resolve_centermask_meta_architecture(cfg)  # centermask2's configs name CenterMask so
     model = build_model(cfg)
+    set_inference_precision(model, cfg.TEST.get("PRECISION", "fp32"))
     path = weights or cfg.MODEL.WEIGHTS
     model.thing_classes = []  # names of the classes, when the checkpoint carries them (train_net.py's do)
     if path:

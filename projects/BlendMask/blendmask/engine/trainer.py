@@ -15,6 +15,7 @@ from ..data import build_test_loader, build_train_loader
 from ..evaluation import MaskScoringCOCOEvaluator
 from ..utils.env import detectron2_has_compiled_ops
 from .launch import create_ddp_model
+from .precision import set_inference_precision
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,12 @@ class Trainer(DefaultTrainer):
             extra=checkpoint_metadata(self.cfg),
         )
         return super().build_hooks()
+
+    @classmethod
+    def build_model(cls, cfg):
+        # TEST.PRECISION for evaluation (--eval-only, EVAL_PERIOD), any meta-architecture
+        model = super().build_model(cfg)
+        return set_inference_precision(model, cfg.TEST.get("PRECISION", "fp32"))
 
     @classmethod
     def build_train_loader(cls, cfg):

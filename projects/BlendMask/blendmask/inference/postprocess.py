@@ -10,6 +10,7 @@ from typing import Dict, Optional
 
 import torch
 
+from ..engine.precision import autocast_disabled, float32
 from .paste import paste_masks
 
 
@@ -44,6 +45,14 @@ def postprocess_detections(
     "masks" (N, H, W) bool when there are "mask_probs" and ``paste`` names a backend of
     :func:`~blendmask.inference.paste.paste_masks` (``None``: no masks).
     """
+    # float32 and outside autocast (TEST.PRECISION): box scaling, and the mask probabilities pasted
+    # (bilinear) then thresholded at ``mask_threshold``, in the precision fp32 inference uses
+    detections = float32(detections)
+    with autocast_disabled(detections["boxes"].device.type):
+        return _postprocess(detections, input_size, output_size, paste, mask_threshold)
+
+
+def _postprocess(detections, input_size, output_size, paste, mask_threshold):
     boxes, keep = rescale_and_clip_boxes(detections["boxes"], input_size, output_size)
     out = {key: value[keep] for key, value in detections.items() if key != "boxes"}
     out["boxes"] = boxes[keep]

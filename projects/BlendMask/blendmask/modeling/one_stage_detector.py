@@ -11,6 +11,7 @@ from torch import nn
 
 from ..checkpoint import convert_on_load
 from ..config.ignored import warn_ignored_keys
+from ..engine.precision import set_inference_precision
 from ..inference import EAGER, InferenceBackend, postprocess_detections
 from .fcos import FCOSOutput
 from .layers import syncbn_to_bn_for_single_process
@@ -38,7 +39,8 @@ class OneStageDetector(nn.Module):
     ``channels_last_on_cpu`` (TEST.CHANNELS_LAST_ON_CPU) feeds the backbone a channels-last batch
     on CPU, where oneDNN's convolutions run ~15% faster (same results up to float rounding);
     ``lazy_paste`` (TEST.LAZY_PASTE) pastes masks into a lazily zeroed output on CPU, only around
-    the boxes (bit-equal to detectron2's paste).
+    the boxes (bit-equal to detectron2's paste); ``precision`` (TEST.PRECISION) runs eval-mode
+    forwards under autocast (:mod:`blendmask.engine.precision`), post-processing in float32.
     """
 
     mask_on = False  # whether add_masks adds "mask_probs" (n, R, R), R = mask_resolution
@@ -46,7 +48,7 @@ class OneStageDetector(nn.Module):
 
     @configurable
     def __init__(self, *, backbone, proposal_generator, pixel_mean, pixel_std, channels_last_on_cpu: bool = True,
-                 lazy_paste: bool = True):
+                 lazy_paste: bool = True, precision: str = "fp32"):
         super().__init__()
         self.backbone = backbone
         self.proposal_generator = proposal_generator
@@ -56,6 +58,7 @@ class OneStageDetector(nn.Module):
         self.lazy_paste = lazy_paste
         syncbn_to_bn_for_single_process(self)
         convert_on_load(self)
+        set_inference_precision(self, precision)  # TEST.PRECISION: autocast around eval-mode forwards
 
     @classmethod
     def from_config(cls, cfg):
@@ -68,6 +71,7 @@ class OneStageDetector(nn.Module):
             pixel_std=cfg.MODEL.PIXEL_STD,
             channels_last_on_cpu=cfg.TEST.CHANNELS_LAST_ON_CPU,
             lazy_paste=cfg.TEST.LAZY_PASTE,
+            precision=cfg.TEST.PRECISION,
         )
 
     @property

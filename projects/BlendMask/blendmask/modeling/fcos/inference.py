@@ -8,6 +8,7 @@ from typing import Dict, List, Sequence
 
 import torch
 
+from ...engine.precision import autocast_disabled, float32
 from ...inference import class_aware_nms, top_k_with_ties
 
 
@@ -51,7 +52,20 @@ def detect_single_image(
     Returns "boxes" (n, 4) unclipped XYXY in input pixels, "scores", "classes", "levels", "cells",
     by decreasing score: candidates of every level, NMS within each class, then the best
     ``post_nms_topk`` (ties at the cut kept).
+
+    Under reduced-precision inference (TEST.PRECISION) the head's outputs are cast to float32 and
+    all of this runs outside autocast: in bfloat16 the scores (sqrt of a product of sigmoids) have
+    8 significant bits, so about 1 in 50 detections ties with another at the top-k cut (51 or 57
+    kept for a cap of 50) and NMS compares rounded scores.
     """
+    with autocast_disabled(logits[0].device.type):
+        return _detect_single_image(float32(logits), float32(reg), float32(ctrness), strides=strides, thresh=thresh,
+                                    pre_nms_topk=pre_nms_topk, post_nms_topk=post_nms_topk, nms_thresh=nms_thresh,
+                                    thresh_with_ctr=thresh_with_ctr, num_classes=num_classes, nms_backend=nms_backend)
+
+
+def _detect_single_image(logits, reg, ctrness, *, strides, thresh, pre_nms_topk, post_nms_topk, nms_thresh,
+                         thresh_with_ctr, num_classes, nms_backend):
     per_level = []
     for level, stride in enumerate(strides):
         cands = level_candidates(logits[level], reg[level], ctrness[level], stride, thresh=thresh,

@@ -11,6 +11,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 from torch.nn import functional as F
 
+from ...engine.precision import autocast_disabled, float32
 from ...inference import matrix_nms
 from .losses import dynamic_masks
 
@@ -56,6 +57,11 @@ def solov2_inference_single(
 
     ``mask_logits``: cells (P,) of the category grids -> their mask logits (P, Hf, Wf); default
     SOLOv2's, each cell's dynamic kernel on ``mask_feat`` (AggMask* passes its aggregation)."""
+    # Reduced-precision inference (TEST.PRECISION): the category logits and the mask logits are
+    # cast to float32 here, and matrix NMS runs outside autocast, whose bfloat16 matrix product
+    # would round the overlap pixel counts (exact in float32 up to 2^24, in bfloat16 only up to
+    # 256) and so the decayed scores. The dynamic convolution itself stays in reduced precision.
+    cate_logits = float32(cate_logits)
     num_classes = cate_logits[0].shape[0]
     scores = torch.cat([
         point_nms(torch.sigmoid(x)[None])[0].permute(1, 2, 0).reshape(-1, num_classes) for x in cate_logits
@@ -70,7 +76,7 @@ def solov2_inference_single(
     cells, classes = candidates[:, 0], candidates[:, 1]
     cand_scores = scores[cells, classes]
     logits = dynamic_masks(mask_feat, kernel_grid[cells]) if mask_logits is None else mask_logits(cells)
-    soft = torch.sigmoid(logits)
+    soft = torch.sigmoid(float32(logits))
     binary = soft > params.mask_thr
     sum_masks = binary.sum((1, 2)).to(torch.float32)
     keep = torch.nonzero(sum_masks > stride_of_level[level_of_cell[cells]]).squeeze(1)
@@ -86,7 +92,9 @@ def solov2_inference_single(
     order = _first(torch.argsort(nms_scores, descending=True), params.nms_pre)
     cells, classes, nms_scores, sum_masks = cells[order], classes[order], nms_scores[order], sum_masks[order]
     soft, binary = soft[order], binary[order]
-    decayed = matrix_nms(binary, classes, nms_scores, sum_masks, kernel=params.nms_kernel, sigma=params.nms_sigma)
+    with autocast_disabled(soft.device.type):
+        decayed = matrix_nms(binary, classes, nms_scores, sum_masks, kernel=params.nms_kernel,
+                             sigma=params.nms_sigma)
     if record is not None:
         record.update(nms_in_cells=cells, nms_in_classes=classes, nms_in_scores=nms_scores,
                       nms_in_sum_masks=sum_masks, nms_in_masks=binary, nms_in_maskness=maskness[order],

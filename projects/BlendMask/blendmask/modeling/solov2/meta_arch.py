@@ -93,6 +93,7 @@ class SOLOv2(OneStageDetector):
             pixel_mean=cfg.MODEL.PIXEL_MEAN,
             pixel_std=cfg.MODEL.PIXEL_STD,
             channels_last_on_cpu=cfg.TEST.CHANNELS_LAST_ON_CPU,
+            precision=cfg.TEST.PRECISION,
         )
 
     @property
