@@ -49,6 +49,7 @@ setup(
             "blendmask-train=blendmask.cli.train:cli",
             "blendmask-demo=blendmask.cli.demo:cli",
             "blendmask-export=blendmask.cli.export:cli",
+            "blendmask-lazy-train=blendmask.cli.lazy_train:cli",
         ]
     },
 )

@@ -50,6 +50,8 @@ def test_checkpoint_urls_and_trained_configs():
     cfg = model_zoo.get_config("CenterMask/centermask_lite_V_19_eSE_FPN_ms_4x.yaml", trained=True)
     assert cfg.MODEL.WEIGHTS.endswith("centermask2-lite-V-19-eSE-FPN-ms-4x.pth")
     assert model_zoo.get_config("CenterMask/centermask_lite_V_19_eSE_FPN_ms_4x.yaml").MODEL.WEIGHTS != cfg.MODEL.WEIGHTS
+    lazy = model_zoo.get_config("Lazy/SOLOv2_R50_3x.py", trained=True)
+    assert lazy.train.init_checkpoint == model_zoo.get_checkpoint_url("SOLOv2/R50_3x.yaml")
     with pytest.raises(KeyError, match="instance model's file"):
         model_zoo.get_checkpoint_url("BlendMask/Panoptic/R_50_3x.yaml")
     with pytest.raises(KeyError, match="shapes dataset"):

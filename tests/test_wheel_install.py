@@ -53,9 +53,10 @@ def venv(tmp_path_factory):
     (wheel,) = (root / "dist").glob("blendmask-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "blendmask/model_zoo/configs/BlendMask/R_50_1x.yaml" in names
+    assert "blendmask/model_zoo/configs/Lazy/BlendMask_R_50_1x.py" in names
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert all(f"blendmask-{c} = blendmask.cli.{m}:cli" in entry_points
-               for c, m in (("train", "train"), ("demo", "demo"), ("export", "export")))
+               for c, m in (("train", "train"), ("demo", "demo"), ("export", "export"), ("lazy-train", "lazy_train")))
 
     env_dir = root / "venv"
     base_python = getattr(sys, "_base_executable", sys.executable)

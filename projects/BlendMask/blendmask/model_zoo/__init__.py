@@ -10,7 +10,7 @@
 
 Names are paths relative to ``blendmask/model_zoo/configs`` (the repository's ``configs/`` is a link
 to that folder). Python configs for detectron2's LazyConfig end in ``.py``:
-``get_config("BlendMask/R_50_1x_lazy.py")`` returns the LazyConfig object. Checkpoints download into a
+``get_config("Lazy/BlendMask_R_50_1x.py")`` returns the LazyConfig object. Checkpoints download into a
 cache through detectron2's PathManager (``$BLENDMASK_CACHE``, else ``$FVCORE_CACHE`` or
 ``~/.torch/iopath_cache``), checked against a sha256 where one is recorded, and load weights-only.
 :data:`CATALOG` holds each released config's checkpoint URL, licence and published COCO AP.
@@ -110,9 +110,9 @@ def get_config(name: str, trained: bool = False):
 
 
 def _yaml_twin(cfg, name: str) -> str:
-    twin = cfg.get("yaml_twin") if hasattr(cfg, "get") else None
+    twin = cfg.get("zoo", {}).get("yaml_twin")
     if not twin:
-        raise KeyError(f"{name}: a python config names its yaml equivalent in `yaml_twin` to find its checkpoint")
+        raise KeyError(f"{name}: a python config names its yaml equivalent in `zoo.yaml_twin` to find its checkpoint")
     return twin
 
 
