@@ -66,6 +66,11 @@ def _defaults() -> CN:
     # fp16 on CUDA). Convolutions and matrix products run in it; scores, NMS and mask thresholds
     # stay float32 (blendmask/engine/precision.py). A CPU without native bf16 warns and runs fp32.
     root.TEST.PRECISION = "fp32"
+    # Training with SOLVER.AMP.ENABLED (detectron2's key): autocast dtype "auto" (bf16 on CPUs,
+    # fp16 with a gradient scaler on CUDA), "bf16" or "fp16" (blendmask/engine/amp.py)
+    root.SOLVER = CN()
+    root.SOLVER.AMP = CN()
+    root.SOLVER.AMP.PRECISION = "auto"
     return root
 
 

@@ -14,6 +14,7 @@ from ..checkpoint import BlendMaskCheckpointer
 from ..data import build_test_loader, build_train_loader
 from ..evaluation import MaskScoringCOCOEvaluator
 from ..utils.env import detectron2_has_compiled_ops
+from .amp import MixedPrecisionTrainer
 from .launch import create_ddp_model
 from .precision import set_inference_precision
 
@@ -46,6 +47,8 @@ class Trainer(DefaultTrainer):
     - several processes on CPUs (gloo) as well as GPUs: the model is wrapped by
       :func:`blendmask.engine.launch.create_ddp_model` (no ``device_ids`` for a CPU model, SyncBN as
       ``NaiveSyncBatchNorm`` there), not by detectron2's;
+    - ``SOLVER.AMP.ENABLED`` on CPUs (bfloat16) as well as GPUs (float16 with a gradient scaler, or
+      ``SOLVER.AMP.PRECISION bf16``): :class:`~blendmask.engine.amp.MixedPrecisionTrainer`;
     - ``--resume`` from a checkpoint without optimizer state (detectron2 0.6's) on any detectron2;
     - ``COCOEvaluator`` on its fast path only when detectron2's compiled ops are installed, with
       segm results ranked by ``mask_scores`` when the model has them (``MaskScoringCOCOEvaluator``);
@@ -55,6 +58,10 @@ class Trainer(DefaultTrainer):
     def __init__(self, cfg):
         with _our_ddp_wrapper():
             super().__init__(cfg)
+        if cfg.SOLVER.AMP.ENABLED:  # detectron2's AMPTrainer runs on CUDA only: ours on CPUs too
+            d2 = self._trainer
+            self._trainer = MixedPrecisionTrainer(d2.model, d2.data_loader, d2.optimizer,
+                                                  cfg.SOLVER.AMP.get("PRECISION", "auto"))
 
     def build_hooks(self):
         # DefaultTrainer.__init__ calls this before anything loads, so every load and save uses it.
