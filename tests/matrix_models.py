@@ -65,7 +65,10 @@ MODELS = {
     m.key: m
     for m in (
         MatrixModel("fcos", CONFIGS / "Shapes" / "BlendMask_R18.yaml",
-                    ["MODEL.META_ARCHITECTURE", "OneStageDetector", "MODEL.MASK_ON", "False"] + RESNET18),
+                    # FCOS's FPN starts at P3 (P2 is the basis module's: left unused, DDP refuses it)
+                    ["MODEL.META_ARCHITECTURE", "OneStageDetector", "MODEL.MASK_ON", "False",
+                     "MODEL.RESNETS.OUT_FEATURES", "['res3', 'res4', 'res5']",
+                     "MODEL.FPN.IN_FEATURES", "['res3', 'res4', 'res5']"] + RESNET18),
         MatrixModel("blendmask", CONFIGS / "Shapes" / "BlendMask_R18.yaml", BLENDMASK),
         MatrixModel("centermask_lite", CONFIGS / "Shapes" / "CenterMask_Lite_V19.yaml",
                     CENTERMASK + ["MODEL.VOVNET.CONV_BODY", "V-19-slim-dw-eSE"]),

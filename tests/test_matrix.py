@@ -322,11 +322,18 @@ def _reference_tsv(path: Path):
     return tsv if tsv.is_file() else None
 
 
+# one file per reference and meta-architecture also runs on an image (building the others' weights
+# for real would cost ~1 s each)
+RUN_ON_AN_IMAGE = {"BlendMask/R_50_1x.yaml", "BlendMask/Panoptic/R_50_1x.yaml", "FCOS-Detection/R_50_1x.yaml",
+                   "centermask/centermask_lite_V_19_eSE_FPN_ms_4x.yaml", "centermask/centermask_R_50_FPN_ms_3x.yaml",
+                   "centermask/panoptic_centermask_R_50_FPN_ms_3x.yaml", "SOLOv2/R50_3x.yaml"}
+
+
 @pytest.mark.parametrize("path", _reference_yaml_cells())
 def test_reference_yaml_builds_with_detectron2_build_model(path):
     """A reference user's script, unchanged: detectron2's get_cfg, our add_*_config, their yaml file,
     detectron2's build_model. Where the authors' state-dict key list exists, the keys and shapes
-    are theirs; the model then runs on an image."""
+    are theirs; one file per reference and meta-architecture then runs on an image."""
     from detectron2.config import get_cfg
     from detectron2.modeling import build_model
 
@@ -335,8 +342,10 @@ def test_reference_yaml_builds_with_detectron2_build_model(path):
 
     cfg = add_aggmask_config(add_solov2_config(add_centermask_config(add_blendmask_config(get_cfg()))))
     cfg.merge_from_file(str(path))
-    cfg.MODEL.DEVICE = "cpu"
-    model = build_model(cfg).eval()
+    run = "/".join(path.parts[-2:]) in RUN_ON_AN_IMAGE or "/".join(path.parts[-3:]) in RUN_ON_AN_IMAGE
+    cfg.MODEL.DEVICE = "cpu" if run else "meta"
+    with torch.device(cfg.MODEL.DEVICE):  # meta: names and shapes without memory or init cost
+        model = build_model(cfg).eval()
     tsv = _reference_tsv(path)
     if tsv is not None:
         with open(tsv) as f:
@@ -345,6 +354,7 @@ def test_reference_yaml_builds_with_detectron2_build_model(path):
         ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
         assert sorted(set(expected) ^ set(ours)) == []
         assert {k: v for k, v in ours.items() if expected[k] != v} == {}
-    with torch.no_grad():
-        out = model([{"image": torch.rand(3, 64, 96) * 255, "height": 64, "width": 96}])[0]
-    assert "instances" in out or "sem_seg" in out
+    if run:
+        with torch.no_grad():
+            out = model([{"image": torch.rand(3, 64, 96) * 255, "height": 64, "width": 96}])[0]
+        assert "instances" in out or "sem_seg" in out

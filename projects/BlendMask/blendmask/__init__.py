@@ -12,6 +12,7 @@ with warnings.catch_warnings():
     # deprecated, a warning nobody using this package can act on
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
     from . import modeling  # noqa: F401  (registers the components)
+from .compat import use_official_coco_eval_without_compiled_ops
 from .config import (
     add_aggmask_config,
     add_blendmask_config,
@@ -22,6 +23,8 @@ from .config import (
 )
 from .engine import Predictor, build_model_and_load  # weights-only checkpoint loading
 from .utils.env import detectron2_has_compiled_ops
+
+use_official_coco_eval_without_compiled_ops()  # detectron2's tutorial COCOEvaluator on a python-only build
 
 __version__ = "0.1.0"
 
