@@ -31,7 +31,7 @@ def _aggmask_defaults() -> CN:
     # how the predictor of the per-cell parameters starts (training only; a checkpoint replaces it):
     # "default" PyTorch's, as the authors'; "identity" every cell's network passes its own mask
     # logit through (centre neighbour, or the mean of the four corners) plus a small learned part,
-    # so training starts from SOLOv2's masks instead of random ones (see README "AggMask*")
+    # so training starts from SOLOv2's masks instead of random ones (see docs/aggmask.md)
     a.WEIGHT_PRED_INIT = "default"
     return a
 
