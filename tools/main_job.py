@@ -160,7 +160,27 @@ def register_subset(dataset_name: str, num_images: int) -> str:
 
 def train_one(key: str, cfg_yaml: str, minutes: float, curve_points: int, curve_images: int, timing_images: int,
               threads: int, log_path: str) -> dict:
-    """Train, evaluate and time one model (run in its own process); also writes <OUTPUT_DIR>/run.json."""
+    """Train, evaluate and time one model (run in its own process); also writes <OUTPUT_DIR>/run.json.
+    A model that fails (diverges, raises) writes ``{"model", "error"}`` instead, so the job goes on."""
+    try:
+        return _train_one(key, cfg_yaml, minutes, curve_points, curve_images, timing_images, threads, log_path)
+    except Exception as e:  # noqa: BLE001  (any failure becomes the model's row in the table)
+        logger.exception(f"{MODEL_CONFIGS[key][0]} failed")
+        output_dir = Path(_output_dir_of(cfg_yaml))
+        output_dir.mkdir(parents=True, exist_ok=True)
+        run = {"model": MODEL_CONFIGS[key][0], "error": f"{type(e).__name__}: {e}".splitlines()[0][:300]}
+        (output_dir / "run.json").write_text(json.dumps(run, indent=1))
+        return run
+
+
+def _output_dir_of(cfg_yaml: str) -> str:
+    import yaml
+
+    return yaml.safe_load(cfg_yaml)["OUTPUT_DIR"]
+
+
+def _train_one(key: str, cfg_yaml: str, minutes: float, curve_points: int, curve_images: int, timing_images: int,
+               threads: int, log_path: str) -> dict:
     from blendmask.config import get_cfg
     from blendmask.engine.budget import BudgetTrainer, time_and_curve
 
@@ -338,10 +358,14 @@ COLUMNS = ("iterations", "s/iter", "train min", "bbox AP", "segm AP", "segm AP50
 
 def summary_table(results) -> str:
     """A markdown table of the runs (``None`` results print as nan)."""
-    lines = ["| model | " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * len(COLUMNS)]
+    failed = any("error" in run for run in results.values())
+    lines = ["| model | " + " | ".join(COLUMNS) + " |" + (" failure |" if failed else ""),
+             "|---|" + "---:|" * len(COLUMNS) + ("---|" if failed else "")]
     formats = {"iterations": "{:.0f}", "s/iter": "{:.3f}", "peak MB": "{:.0f}", "inference ms/image": "{:.1f}"}
     for run in results.values():
         cells = [formats.get(c, "{:.1f}").format(float("nan") if run.get(c) is None else run[c]) for c in COLUMNS]
+        if failed:
+            cells.append(run.get("error", "").replace("|", "/"))
         lines.append(f"| {run['model']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -375,6 +399,31 @@ def parse_args(argv=None):
     return args
 
 
+def run_models(runs: dict, args, threads: int, log_path: str, target=None) -> dict:
+    """Train each model of ``runs`` (key -> config) in a fresh process, one after the other, with
+    ``target`` (default :func:`train_one`). Returns key -> its run.json; a model whose process
+    failed without writing one gets ``{"model", "error"}``, and the next model still runs."""
+    spawn = multiprocessing.get_context("spawn")
+    results = {}
+    for key, cfg in runs.items():
+        name = MODEL_CONFIGS[key][0]
+        run_json = Path(cfg.OUTPUT_DIR) / "run.json"
+        run_json.unlink(missing_ok=True)
+        process = spawn.Process(target=target or train_one, args=(
+            key, cfg.dump(), args.minutes, args.curve_points, args.curve_images, args.timing_images, threads,
+            log_path))
+        process.start()
+        process.join()
+        if run_json.exists():
+            results[key] = json.loads(run_json.read_text())
+        else:
+            results[key] = {"model": name, "error": f"its process ended with exit code {process.exitcode} "
+                                                    "without a result"}
+        if "error" in results[key]:
+            logger.error(f"{name} failed: {results[key]['error']}; going on with the other models")
+    return results
+
+
 def main(argv=None):
     args = parse_args(argv)
     output_dir = Path(args.output_dir).resolve()
@@ -389,25 +438,15 @@ def main(argv=None):
     logger.info(f"Dataset ready in {time.perf_counter() - start:.0f}s: {names}")
     runs = {key: model_cfg(args, output_dir, key) for key in args.models}  # fails early on a bad config
 
-    spawn = multiprocessing.get_context("spawn")
-    results = {}
-    for key, cfg in runs.items():
-        run_json = Path(cfg.OUTPUT_DIR) / "run.json"
-        run_json.unlink(missing_ok=True)
-        process = spawn.Process(target=train_one, args=(
-            key, cfg.dump(), args.minutes, args.curve_points, args.curve_images, args.timing_images, threads,
-            log_path))
-        process.start()
-        process.join()
-        if process.exitcode != 0 or not run_json.exists():
-            raise SystemExit(f"{MODEL_CONFIGS[key][0]} failed (exit code {process.exitcode}); see {log_path}")
-        results[key] = json.loads(run_json.read_text())
+    results = run_models(runs, args, threads, log_path)
+    failed = {key: run["error"] for key, run in results.items() if "error" in run}
+    trained = {key: cfg for key, cfg in runs.items() if key not in failed}
 
     budget = f"{args.minutes:g} min of training each" if args.minutes else "each config's iterations"
     title = f"shapes_val, {budget}, {threads} CPU thread(s)"
-    plot_curves(results, output_dir / "curves.png", title)
+    plot_curves({k: r for k, r in results.items() if k in trained}, output_dir / "curves.png", title)
     plot_losses(runs, output_dir / "losses.png")
-    pictures = save_pictures(runs, names["val"], output_dir / "pictures", args.num_pictures, args.score_threshold)
+    pictures = save_pictures(trained, names["val"], output_dir / "pictures", args.num_pictures, args.score_threshold)
     table = summary_table(results)
     (output_dir / "summary.txt").write_text(f"{title}\n\n{table}\n")
     (output_dir / "summary.json").write_text(json.dumps(results, indent=1))
@@ -417,8 +456,10 @@ def main(argv=None):
     print(f"Pictures ({len(pictures)}: ground truth | each model): {output_dir / 'pictures'}")
     print(f"AP against minutes: {output_dir / 'curves.png'}; training losses: {output_dir / 'losses.png'}")
     print(f"Output folder: {output_dir}")
+    for key, reason in failed.items():
+        print(f"{MODEL_CONFIGS[key][0]} failed: {reason} (its log: {log_path})")
     return results
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(1 if any("error" in run for run in main().values()) else 0)
