@@ -26,7 +26,18 @@ from detectron2.data import DatasetCatalog, MetadataCatalog, build_detection_tes
 from detectron2.data.datasets import register_coco_instances
 from detectron2.engine import DefaultPredictor, DefaultTrainer
 from detectron2.evaluation import COCOEvaluator, inference_on_dataset
-from matrix_models import CLASSES, MASK_KINDS, MODELS, PANOPTIC_SHAPES, REPO_ROOT, write_coco_dataset
+from matrix_models import (
+    BLENDMASK,
+    CENTERMASK,
+    CLASSES,
+    COMMON,
+    MASK_KINDS,
+    MODELS,
+    PANOPTIC_SHAPES,
+    REPO_ROOT,
+    SOLOV2,
+    write_coco_dataset,
+)
 
 import blendmask
 from blendmask.data import set_num_classes
@@ -279,6 +290,32 @@ def test_detectron2_default_trainer_predictor_and_evaluator(key, data, tmp_path)
     evaluator = COCOEvaluator(test, output_dir=str(tmp_path / "eval"))
     results = inference_on_dataset(predictor.model, build_detection_test_loader(cfg, test), evaluator)
     assert "bbox" in results and (key == "fcos" or "segm" in results), results.keys()
+
+
+PHOTO_CONFIGS = sorted((REPO_ROOT / "configs" / "Custom").glob("*_photos.yaml"))
+R18 = ["MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64"]
+NARROW = {  # the family's narrow layers, so a CPU test trains each in seconds
+    "BlendMask": BLENDMASK + R18, "CenterMask": CENTERMASK + ["MODEL.VOVNET.CONV_BODY", "V-19-slim-dw-eSE"],
+    "SOLOv2": SOLOV2 + R18,
+}
+
+
+@pytest.mark.parametrize("config", PHOTO_CONFIGS, ids=[p.stem for p in PHOTO_CONFIGS])
+def test_photo_starting_configs_train_on_own_data(config, data, tmp_path):
+    """Each configs/Custom starting config, with the own-data guide's command (its datasets are
+    my_train/my_val), trains on polygon + RLE data; tiny inputs, narrow layers and no downloaded
+    weights here."""
+    text = config.read_text()
+    assert text.startswith("# Fine-tune") and "docs/own-data.md" in text  # a header says what it is for
+    json_file, images = data["coco"]["mixed"]
+    out = tmp_path / "out"
+    args = train_net.parse_args([
+        "--config-file", str(config), "--coco-dataset", "my_train", str(json_file), str(images),
+        "--coco-dataset", "my_val", str(json_file), str(images), "MODEL.WEIGHTS", "", "DATASETS.TEST", "()",
+        *COMMON, *NARROW[config.stem.split("_")[0]], "OUTPUT_DIR", str(out)])
+    train_net.main(args)
+    _check_training_run(out, iterations=2)
+    assert blendmask.load_config(out / "config.yaml").DATASETS.TRAIN == ("my_train",)
 
 
 # --- the reference implementations' own yaml files through detectron2's build_model ------------
