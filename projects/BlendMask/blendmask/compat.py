@@ -4,7 +4,9 @@ Each function names the detectron2 internal it relies on and what happens when a
 release moves it; tests/test_compat.py checks each one against the installed detectron2.
 """
 
+import contextlib
 import logging
+from typing import Callable
 
 logger = logging.getLogger(__name__)
 
@@ -31,3 +33,54 @@ def use_official_coco_eval_without_compiled_ops() -> bool:
         coco_evaluation.COCOeval_opt = COCOeval
         logger.debug("python-only detectron2: COCOEvaluator's fast path runs pycocotools' COCOeval")
     return True
+
+
+@contextlib.contextmanager
+def replace_create_ddp_model(create_ddp_model: Callable):
+    """While the block runs, ``detectron2.engine.defaults.create_ddp_model`` (what
+    ``DefaultTrainer.__init__`` wraps the model with, 0.6 and main) is ``create_ddp_model``.
+    A detectron2 without that module global raises an AttributeError naming it."""
+    import detectron2.engine.defaults as defaults
+
+    if not hasattr(defaults, "create_ddp_model"):
+        raise AttributeError("detectron2.engine.defaults.create_ddp_model is gone: blendmask's Trainer "
+                             "cannot put its DDP wrapper in place on this detectron2")
+    theirs = defaults.create_ddp_model
+    defaults.create_ddp_model = create_ddp_model
+    try:
+        yield
+    finally:
+        defaults.create_ddp_model = theirs
+
+
+def set_local_process_group_0_6(group) -> None:
+    """detectron2 0.6 has no ``comm.create_local_process_group``: set the group its ``comm`` reads
+    (``comm._LOCAL_PROCESS_GROUP``) for this process."""
+    from detectron2.utils import comm
+
+    comm._LOCAL_PROCESS_GROUP = group
+
+
+def insert_first_hook(trainer, hook) -> None:
+    """Put ``hook`` before every hook of ``trainer`` (detectron2's ``register_hooks`` appends;
+    ``TrainerBase._hooks`` is the list it runs, 0.6 and main)."""
+    import weakref
+
+    hook.trainer = weakref.proxy(trainer)
+    trainer._hooks.insert(0, hook)
+
+
+def set_metric_printers_max_iter(trainer, max_iter: int) -> int:
+    """Make the ``CommonMetricPrinter`` writers of ``trainer``'s hooks compute their ETA for
+    ``max_iter`` iterations (their ``_max_iter``; the writers sit in ``PeriodicWriter._writers``).
+    Returns how many printers were changed (0 when detectron2 renamed them: the ETA is then the
+    configured iterations', nothing else changes)."""
+    from detectron2.utils.events import CommonMetricPrinter
+
+    changed = 0
+    for hook in getattr(trainer, "_hooks", ()):
+        for writer in getattr(hook, "_writers", ()):
+            if isinstance(writer, CommonMetricPrinter) and hasattr(writer, "_max_iter"):
+                writer._max_iter = max_iter
+                changed += 1
+    return changed

@@ -22,9 +22,9 @@ import time
 from typing import Callable, List, Optional
 
 from detectron2.engine import HookBase
-from detectron2.utils.events import CommonMetricPrinter
 from torch.optim.lr_scheduler import LambdaLR
 
+from ..compat import insert_first_hook, set_metric_printers_max_iter
 from .trainer import Trainer
 
 logger = logging.getLogger(__name__)
@@ -151,11 +151,7 @@ class _EtaHook(HookBase):
     def after_step(self):
         if self.clock.fraction <= 0:
             return
-        expected = int((self.trainer.iter + 1) / min(self.clock.fraction, 1.0))
-        for hook in self.trainer._hooks:
-            for writer in getattr(hook, "_writers", ()):
-                if isinstance(writer, CommonMetricPrinter) and hasattr(writer, "_max_iter"):
-                    writer._max_iter = expected
+        set_metric_printers_max_iter(self.trainer, int((self.trainer.iter + 1) / min(self.clock.fraction, 1.0)))
 
 
 class BudgetTrainer(Trainer):
@@ -203,14 +199,11 @@ def time_and_curve(trainer, evaluate: Optional[Callable] = None, curve_points: i
     """For a trainer that runs a number of iterations (``cfg.SOLVER.MAX_ITER``): add a
     :class:`TrainingClock` (first hook, so it times the steps only) and a :class:`CurveHook` at
     fractions of the iterations. Returns (clock, curve hook)."""
-    import weakref
-
     clock = TrainingClock()
     timer = TimeBudgetHook(clock)
     max_iter = trainer.max_iter
     curve = CurveHook(clock, evaluate, curve_points if evaluate else 0,
                       progress=lambda: (trainer.iter + 1) / max_iter)
     trainer.register_hooks([curve])
-    timer.trainer = weakref.proxy(trainer)
-    trainer._hooks.insert(0, timer)
+    insert_first_hook(trainer, timer)
     return clock, curve

@@ -29,6 +29,8 @@ import torch.multiprocessing as mp
 from detectron2.utils import comm
 from torch.nn.parallel import DistributedDataParallel
 
+from ..compat import set_local_process_group_0_6
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = timedelta(minutes=30)
@@ -143,7 +145,7 @@ def set_local_process_group(local_size: int) -> None:
     for machine in range(world_size // local_size):
         group = dist.new_group(list(range(machine * local_size, (machine + 1) * local_size)))
         if machine == rank // local_size:
-            comm._LOCAL_PROCESS_GROUP = group
+            set_local_process_group_0_6(group)
 
 
 def create_ddp_model(model: torch.nn.Module, **kwargs) -> torch.nn.Module:

@@ -1,16 +1,15 @@
 """The trainer behind ``train_net.py`` and ``tools/main_job.py``."""
 
-import contextlib
 import logging
 import os
 import weakref
 
-import detectron2.engine.defaults as d2_defaults
 from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultTrainer, TrainerBase
 from detectron2.evaluation import COCOPanopticEvaluator, DatasetEvaluators
 
 from ..checkpoint import BlendMaskCheckpointer
+from ..compat import replace_create_ddp_model
 from ..data import build_test_loader, build_train_loader
 from ..evaluation import MaskScoringCOCOEvaluator
 from ..utils.env import detectron2_has_compiled_ops
@@ -56,7 +55,8 @@ class Trainer(DefaultTrainer):
     """
 
     def __init__(self, cfg):
-        with _our_ddp_wrapper():
+        # DefaultTrainer.__init__ wraps the model with detectron2's create_ddp_model: ours instead
+        with replace_create_ddp_model(create_ddp_model):
             super().__init__(cfg)
         if cfg.SOLVER.AMP.ENABLED:  # detectron2's AMPTrainer runs on CUDA only: ours on CPUs too
             d2 = self._trainer
@@ -113,13 +113,3 @@ class Trainer(DefaultTrainer):
         return coco
 
 
-@contextlib.contextmanager
-def _our_ddp_wrapper():
-    """DefaultTrainer.__init__ wraps the model with the ``create_ddp_model`` of its own module:
-    use ours (CPU models, SyncBN on CPUs) while it runs."""
-    theirs = d2_defaults.create_ddp_model
-    d2_defaults.create_ddp_model = create_ddp_model
-    try:
-        yield
-    finally:
-        d2_defaults.create_ddp_model = theirs
