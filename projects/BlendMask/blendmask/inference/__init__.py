@@ -10,7 +10,7 @@ from .locations import Locations, conv_at_locations, gather_patches, supports_co
 from .mask_boxes import boxes_from_masks
 from .matrix_nms import matrix_nms
 from .nms import class_aware_nms
-from .paste import paste_masks, paste_probs_grid, paste_probs_separable
+from .paste import mask_crops, paste_masks, paste_probs_grid, paste_probs_separable, select_masks
 from .postprocess import postprocess_detections, rescale_and_clip_boxes
 from .resize import resize_mask_probs
 from .topk import top_k_with_ties
@@ -25,6 +25,7 @@ __all__ = [
     "class_aware_nms",
     "conv_at_locations",
     "gather_patches",
+    "mask_crops",
     "matrix_nms",
     "paste_masks",
     "paste_probs_grid",
@@ -32,6 +33,7 @@ __all__ = [
     "postprocess_detections",
     "rescale_and_clip_boxes",
     "resize_mask_probs",
+    "select_masks",
     "supports_conv_at_locations",
     "top_k_with_ties",
 ]

@@ -6,7 +6,9 @@ Every backend gives detectron2's ``paste_masks_in_image`` result: each mask is s
 - ``"lazy"`` (eager, CPU): the (N, H, W) output is allocated lazily zeroed and each mask is sampled
   only over its box's integer extent grown by one pixel, as detectron2 does on CPU; only the pages
   under the boxes are ever written, so the cost no longer grows with N x H x W. Bit-equal to
-  detectron2.
+  detectron2. The result carries ``box_extents`` (N, 4) int64 x0, y0, x1, y1: each mask is zero
+  outside its extent, so :func:`select_masks` and :func:`mask_crops` keep memory box-local (100
+  masks on a 24 MP photo are 2.4 GB at full size, a few MB under their boxes).
 - ``"detectron2"``: detectron2's own ``paste_masks_in_image`` (GPU, or the lazy paste switched off).
 - ``"grid"`` (trace-safe): one ``grid_sample`` over the whole output per mask; pixels far from the
   box sample 0, so the thresholded masks are the same. Used by the TorchScript export.
@@ -29,21 +31,27 @@ PASTE_BACKENDS = ("lazy", "detectron2", "grid", "separable")
 def _lazy_zeros_bool(shape) -> torch.Tensor:
     """A zeroed bool tensor backed by a fresh anonymous memory map: the kernel hands out zero
     pages on first touch, so pages never written cost nothing. (numpy's calloc would do the same
-    but asks for huge pages, whose faults can stall on memory compaction.)"""
+    but asks for huge pages, whose faults can stall on memory compaction.) The map is private:
+    a shared one (Python's default) gets a real page for every page read, so a consumer that
+    merely reads the masks (an RLE encoder, ``.sum()``) would grow the process by N x H x W bytes;
+    a private one maps reads to the kernel's one zero page."""
     size = int(np.prod(shape))
     if size == 0:
         return torch.zeros(shape, dtype=torch.bool)
-    return torch.frombuffer(mmap.mmap(-1, size), dtype=torch.bool).view(*shape)
+    buffer = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    return torch.frombuffer(buffer, dtype=torch.bool).view(*shape)
 
 
 def _paste_lazy(probs: torch.Tensor, boxes: torch.Tensor, height: int, width: int, threshold: float):
     out = _lazy_zeros_bool((len(probs), height, width))
+    boxes = boxes.to(torch.float32)
+    x0y0 = (boxes[:, :2].floor() - 1).clamp(min=0).to(torch.int64)
+    x1 = (boxes[:, 2].ceil() + 1).clamp(max=width).to(torch.int64)
+    y1 = (boxes[:, 3].ceil() + 1).clamp(max=height).to(torch.int64)
+    out.box_extents = torch.stack([x0y0[:, 0], x0y0[:, 1], x1, y1], dim=1)
     if len(probs) == 0:
         return out
-    boxes = boxes.to(torch.float32)
-    lo = (boxes[:, :2].floor() - 1).clamp(min=0).to(torch.int64).tolist()
-    hi_x = (boxes[:, 2].ceil() + 1).clamp(max=width).to(torch.int64).tolist()
-    hi_y = (boxes[:, 3].ceil() + 1).clamp(max=height).to(torch.int64).tolist()
+    lo, hi_x, hi_y = x0y0.tolist(), x1.tolist(), y1.tolist()
 
     def paste(indices):
         for i in indices:
@@ -64,6 +72,38 @@ def _paste_lazy(probs: torch.Tensor, boxes: torch.Tensor, height: int, width: in
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(paste, [range(w, len(probs), workers) for w in range(workers)]))
     return out
+
+
+def select_masks(masks: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """``masks[keep]`` (``keep``: indices or a boolean mask); for lazily pasted masks (with
+    ``box_extents``) a lazily zeroed copy of the selected masks' box regions only."""
+    extents = getattr(masks, "box_extents", None)
+    if extents is None or masks.device.type != "cpu":
+        return masks[keep]
+    if keep.dtype == torch.bool:
+        keep = torch.nonzero(keep).squeeze(1)
+    out = _lazy_zeros_bool((len(keep), *masks.shape[1:]))
+    out.box_extents = extents[keep]
+    for j, (i, (x0, y0, x1, y1)) in enumerate(zip(keep.tolist(), out.box_extents.tolist())):
+        out[j, y0:y1, x0:x1] = masks[i, y0:y1, x0:x1]
+    return out
+
+
+def mask_crops(masks: torch.Tensor):
+    """Per mask of an (N, H, W) bool tensor: (x0, y0, crop) with ``crop`` a view of the region
+    outside which the mask is zero: its box extent for lazily pasted masks, else the rows and
+    columns that hold its pixels (found by reading the mask once)."""
+    extents = getattr(masks, "box_extents", None)
+    for i in range(len(masks)):
+        if extents is not None:
+            x0, y0, x1, y1 = extents[i].tolist()
+        else:
+            cols, rows = torch.nonzero(masks[i].any(0)), torch.nonzero(masks[i].any(1))
+            if len(cols) == 0:
+                x0 = y0 = x1 = y1 = 0
+            else:
+                x0, x1, y0, y1 = int(cols[0]), int(cols[-1]) + 1, int(rows[0]), int(rows[-1]) + 1
+        yield x0, y0, masks[i, y0:y1, x0:x1]
 
 
 def paste_probs_grid(probs: torch.Tensor, boxes: torch.Tensor, height, width) -> torch.Tensor:

@@ -8,18 +8,24 @@ which class names are drawn. For panoptic models ``predict`` also returns the pa
 ``draw`` paints with ``Visualizer.draw_panoptic_seg`` (things and stuff, ``panoptic_metadata``).
 """
 
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
+import torch
 from detectron2.data import MetadataCatalog
 from detectron2.data.catalog import Metadata
 from detectron2.structures import Instances
 from detectron2.utils.video_visualizer import VideoVisualizer
-from detectron2.utils.visualizer import ColorMode, Visualizer
+from detectron2.utils.visualizer import ColorMode, GenericMask, Visualizer
 
 from ..engine.predictor import Predictor as ModelPredictor
+from ..inference import mask_crops, select_masks
 
-COCO_METADATA_NAME = "coco_2017_val"  # registered with its 80 class names by ``import detectron2.data``
+COCO_METADATA_NAME = "coco_2017_val"
+# Above this many pixels ``Predictor.draw`` draws with OpenCV in place of detectron2's Visualizer:
+# matplotlib resamples the photo in floating point, about 100 bytes a pixel (2.5 GB for a 24 MP
+# photo with nothing drawn on it), where OpenCV needs a copy of the photo (3 bytes a pixel).
+LARGE_PHOTO = 4_000_000  # registered with its 80 class names by ``import detectron2.data``
 
 
 def num_classes(cfg) -> int:
@@ -87,7 +93,7 @@ class Predictor:
         MODEL.PANOPTIC_FPN.COMBINE thresholds apply instead of ``confidence_threshold``."""
         outputs = self.predictor(image_bgr)
         instances = outputs["instances"].to("cpu")
-        result = {"instances": instances[instances.scores >= self.confidence_threshold]}
+        result = {"instances": select_instances(instances, instances.scores >= self.confidence_threshold)}
         if "panoptic_seg" in outputs:
             panoptic_seg, segments_info = outputs["panoptic_seg"]
             result["panoptic_seg"] = (panoptic_seg.to("cpu"), segments_info)
@@ -102,7 +108,11 @@ class Predictor:
         panoptic_seg=None,
     ) -> np.ndarray:
         """The BGR image (same size) with the instances' masks, boxes, class names and scores drawn;
-        with ``panoptic_seg`` ((H, W) ids, segments_info from :meth:`predict`) the panoptic map instead."""
+        with ``panoptic_seg`` ((H, W) ids, segments_info from :meth:`predict`) the panoptic map instead.
+        Photos above ``LARGE_PHOTO`` pixels are drawn with OpenCV (:func:`draw_instances_opencv`),
+        whose memory is one copy of the photo; smaller ones with detectron2's ``Visualizer``."""
+        if panoptic_seg is None and video_visualizer is None and image_bgr.shape[0] * image_bgr.shape[1] > LARGE_PHOTO:
+            return draw_instances_opencv(image_bgr, instances, self.metadata)
         image_rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
         if panoptic_seg is not None:
             ids, segments_info = panoptic_seg
@@ -111,7 +121,103 @@ class Predictor:
         elif video_visualizer is not None:
             drawn = video_visualizer.draw_instance_predictions(image_rgb, instances)
         else:
-            drawn = Visualizer(image_rgb, self.metadata, instance_mode=ColorMode.IMAGE).draw_instance_predictions(
-                instances
-            )
+            drawn = draw_instances(Visualizer(image_rgb, self.metadata, instance_mode=ColorMode.IMAGE), instances)
         return np.ascontiguousarray(drawn.get_image()[:, :, ::-1])
+
+
+def select_instances(instances: Instances, keep: torch.Tensor) -> Instances:
+    """``instances[keep]`` (a boolean mask) with the masks copied box by box
+    (:func:`blendmask.inference.select_masks`), not at the photo's size; ``instances`` itself when
+    every one is kept."""
+    if bool(keep.all()):
+        return instances
+    masks = instances.get("pred_masks") if instances.has("pred_masks") else None
+    if isinstance(masks, torch.Tensor):
+        instances.remove("pred_masks")
+    selected = instances[keep]
+    if isinstance(masks, torch.Tensor):
+        instances.pred_masks = masks
+        selected.pred_masks = select_masks(masks, keep)
+    return selected
+
+
+def draw_instances_opencv(image_bgr: np.ndarray, instances: Instances, metadata: Metadata) -> np.ndarray:
+    """The BGR image with the instances drawn as ``Visualizer`` draws them in ColorMode.IMAGE (masks
+    filled at alpha 0.5 and outlined, boxes, "class score%" labels), with OpenCV, mask by mask in
+    each mask's box region: memory of one copy of the image, whatever its size."""
+    import cv2
+    from detectron2.utils.colormap import random_color
+
+    out = image_bgr.copy()
+    height, width = out.shape[:2]
+    line = max(1, round(max(height, width) / 800))
+    font_scale = max(0.5, max(height, width) / 1600)
+    names = metadata.get("thing_classes", None)
+    masks = instances.pred_masks if instances.has("pred_masks") else None
+    crops = mask_crops(masks) if isinstance(masks, torch.Tensor) else iter(())
+    boxes = instances.pred_boxes.tensor.tolist() if instances.has("pred_boxes") else [None] * len(instances)
+    classes = instances.pred_classes.tolist() if instances.has("pred_classes") else [None] * len(instances)
+    scores = instances.scores.tolist() if instances.has("scores") else [None] * len(instances)
+    for box, cls, score in zip(boxes, classes, scores):
+        color = tuple(int(c) for c in random_color(rgb=False, maximum=255))
+        crop = next(crops, None)
+        if crop is not None:
+            x0, y0, mask = crop
+            if mask.numel():
+                m = mask.numpy()
+                region = out[y0:y0 + m.shape[0], x0:x0 + m.shape[1]]
+                region[m] = (region[m] * 0.5 + np.array(color) * 0.5).astype(np.uint8)
+                contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+                cv2.drawContours(region, contours, -1, color, line)
+        if box is not None:
+            bx0, by0, bx1, by1 = (int(round(v)) for v in box)
+            cv2.rectangle(out, (bx0, by0), (bx1, by1), color, line)
+            label = None if cls is None else (names[cls] if names and cls < len(names) else str(cls))
+            if label is not None and score is not None:
+                label = f"{label} {score * 100:.0f}%"
+            if label:
+                (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, line)
+                ty = max(by0, th + base)
+                cv2.rectangle(out, (bx0, ty - th - base), (bx0 + tw, ty), (0, 0, 0), -1)
+                cv2.putText(out, label, (bx0, ty - base), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255),
+                            line, cv2.LINE_AA)
+    return out
+
+
+def mask_polygons(masks: torch.Tensor, height: int, width: int) -> List[GenericMask]:
+    """Outlines (polygons in image pixels) of (N, H, W) bool masks, traced in each mask's box
+    region (:func:`blendmask.inference.mask_crops`) instead of at the photo's size."""
+    import cv2
+
+    out = []
+    for x0, y0, crop in mask_crops(masks):
+        polygons = []
+        if crop.numel():
+            contours, _ = cv2.findContours(np.ascontiguousarray(crop.numpy(), dtype=np.uint8), cv2.RETR_CCOMP,
+                                           cv2.CHAIN_APPROX_NONE)
+            for contour in contours:
+                if len(contour) >= 3:  # a polygon; pixel centres at +0.5 as detectron2 draws them
+                    polygons.append((contour.reshape(-1, 2) + (x0 + 0.5, y0 + 0.5)).reshape(-1))
+        out.append(GenericMask(polygons or [np.zeros(6)], height, width))
+    return out
+
+
+def draw_instances(visualizer: Visualizer, instances: Instances):
+    """``visualizer.draw_instance_predictions(instances)`` (ColorMode.IMAGE: boxes, class names,
+    scores, masks at alpha 0.5) with the masks outlined box by box, so drawing 100 masks on a
+    48 MP photo does not make 100 photo-sized copies."""
+    if not instances.has("pred_masks") or not isinstance(instances.pred_masks, torch.Tensor):
+        return visualizer.draw_instance_predictions(instances)
+    names = visualizer.metadata.get("thing_classes", None)
+    classes = instances.pred_classes.tolist() if instances.has("pred_classes") else None
+    labels = None
+    if classes is not None:
+        labels = [names[c] if names and c < len(names) else str(c) for c in classes]
+        if instances.has("scores"):
+            labels = [f"{label} {score * 100:.0f}%" for label, score in zip(labels, instances.scores.tolist())]
+    height, width = visualizer.output.height, visualizer.output.width
+    return visualizer.overlay_instances(
+        masks=mask_polygons(instances.pred_masks, height, width),
+        boxes=instances.pred_boxes if instances.has("pred_boxes") else None,
+        labels=labels, alpha=0.5,
+    )
