@@ -2,7 +2,7 @@
 """Inference latency of BlendMask vs CenterMask vs FCOS vs detectron2's Mask R-CNN, in one process, same inputs.
 
     python benchmarks/benchmark_inference.py [--runs 5] [--threads 2] [--counts 10 50 100 200]
-        [--size 800 1333] [--out output/benchmarks] [--tiny]
+        [--size 800 1333] [--out output/benchmarks] [--tiny] [--precision fp32 bf16] [--device cpu]
 
 Models are randomly initialised (no download). Detection counts are forced the same way for all
 models: score threshold 0, NMS off (IoU threshold 1.0), at most N detections; FCOS-style box
@@ -12,7 +12,10 @@ models alike. Each setting's figure is the median (and min-max spread) of ``--ru
 forwards under no_grad after ``--warmup`` rounds, with per-stage times from forward hooks and
 wrappers. Peak memory is the peak RSS above the pre-run level, sampled every 5 ms.
 Prints a markdown table with ratios and writes time-vs-detections plots (PNG) and JSON to --out.
-``--tiny`` uses narrow models and small images (for the test suite).
+``--tiny`` uses narrow models and small images (for the test suite). ``--precision`` runs every
+model in each listed TEST.PRECISION (blendmask.engine.precision; rows other than fp32 are named
+"<model> <precision>", in the same interleaved rounds, with a "<precision> / fp32" ratio row per
+model). ``--device cuda`` runs on a GPU (synchronised before each clock reading).
 """
 
 import argparse
@@ -86,9 +89,11 @@ def switch_off_opts(ablations):
     return opts
 
 
-def build(family, config, count, tiny, ablations=()):
+def build(family, config, count, tiny, ablations=(), precision="fp32", device="cpu"):
+    from blendmask.engine.precision import set_inference_precision
+
     if family == "ours":
-        opts = ["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu", "MODEL.FCOS.INFERENCE_TH_TEST", 0.0,
+        opts = ["MODEL.WEIGHTS", "", "MODEL.DEVICE", device, "MODEL.FCOS.INFERENCE_TH_TEST", 0.0,
                 "MODEL.FCOS.NMS_TH", 1.0, "MODEL.FCOS.POST_NMS_TOPK_TEST", count]
         if tiny:
             opts += TINY_OPTS + ["MODEL.BASIS_MODULE.CONVS_DIM", 32]
@@ -98,7 +103,7 @@ def build(family, config, count, tiny, ablations=()):
     else:
         cfg = get_cfg()
         cfg.merge_from_file(model_zoo.get_config_file(config))
-        cfg.merge_from_list(["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0,
+        cfg.merge_from_list(["MODEL.WEIGHTS", "", "MODEL.DEVICE", device, "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0,
                              "MODEL.ROI_HEADS.NMS_THRESH_TEST", 1.0, "TEST.DETECTIONS_PER_IMAGE", count])
         if tiny:
             cfg.merge_from_list(TINY_OPTS)
@@ -111,7 +116,7 @@ def build(family, config, count, tiny, ablations=()):
         if family == "d2-nhwc":
             model.backbone.register_forward_pre_hook(
                 lambda _, args: (args[0].contiguous(memory_format=torch.channels_last),))
-    return model
+    return set_inference_precision(model, precision)
 
 
 def zero_box_deltas(model):
@@ -246,6 +251,11 @@ def _rss():
         return int(f.read().split()[1]) * 4096
 
 
+def _sync():
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def time_settings(settings, runs, warmup):
     """Time every setting ``runs`` times, interleaved round by round (alternating direction), so
     that slow drifts of the machine (thermal, other load) affect all models alike.
@@ -269,8 +279,10 @@ def time_settings(settings, runs, warmup):
                 model, inputs, _ = settings[key]
                 timer.reset()
                 with PeakRSS() as mem:
+                    _sync()
                     start = time.perf_counter()
                     out = model(inputs)
+                    _sync()
                     totals[key].append(time.perf_counter() - start)
                 for k, v in timer.times.items():
                     stages[key][k].append(v)
@@ -300,13 +312,14 @@ def markdown(results, counts):
         lines.append(f"| {name} | {size[0]}x{size[1]} | {n} | {r['median_ms']:.0f} | "
                      f"{r['min_ms']:.0f}-{r['max_ms']:.0f} | {r['detections']} | {r['peak_mib']:.0f} | {stages} |")
     lines += ["", "| ratio | " + " | ".join(f"N={n}" for n in counts) + " |", "|---|" + "---:|" * len(counts)]
+    present = {m for m, _, _ in results}
     pairs = [("BlendMask / Mask R-CNN", "BlendMask R_50", "Mask R-CNN R50-FPN"),
              ("BlendMask / FCOS", "BlendMask R_50", "FCOS R_50"),
              ("BlendMask / Mask R-CNN NHWC", "BlendMask R_50", "Mask R-CNN R50-FPN NHWC"),
              ("Panoptic BlendMask / BlendMask", "Panoptic BlendMask R_50", "BlendMask R_50")]
     pairs += [(f"{m[len('BlendMask R_50 '):]} / BlendMask R_50", m, "BlendMask R_50")
               for m in MODELS if MODELS[m][3]]
-    present = {m for m, _, _ in results}
+    pairs += [(f"{m} / {base}", m, base) for m in sorted(present) for base in [_precision_base(m)] if base]
     for i, (label, a, b) in enumerate(pairs):
         if i >= 2 and not {a, b} <= present:  # the first two rows always, the others when measured
             continue
@@ -330,6 +343,12 @@ def markdown(results, counts):
             lines.append(f"| {name}: N={counts[-1]} / N={counts[0]} | "
                          f"{last['median_ms'] / first['median_ms']:.3f} |" + " |" * (len(counts) - 1))
     return "\n".join(lines)
+
+
+def _precision_base(name):
+    """The fp32 row of a "<model> <precision>" row (None for fp32 rows)."""
+    model, _, precision = name.rpartition(" ")
+    return model if precision in ("bf16", "fp16", "auto") else None
 
 
 def plot(results, path):
@@ -363,6 +382,9 @@ def main(argv=None):
                         default=DEFAULT_MODELS)
     parser.add_argument("--out", default="output/benchmarks")
     parser.add_argument("--tiny", action="store_true")
+    parser.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16", "fp16", "auto"],
+                        help="TEST.PRECISION values, each a row per model (default fp32)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -375,10 +397,13 @@ def main(argv=None):
         size = tuple(size or args.size)
         if args.tiny:
             size = (min(size[0], 128), min(size[1], 192))
-        image = (torch.rand(3, *size, generator=g) * 255).round()
+        image = (torch.rand(3, *size, generator=g) * 255).round().to(args.device)
         inputs = [{"image": image, "height": size[0], "width": size[1]}]
         for n in args.counts:
-            settings[(name, size, n)] = (build(kind, config, n, args.tiny, ablations), inputs, kind)
+            for precision in args.precision:
+                row = name if precision == "fp32" else f"{name} {precision}"
+                settings[(row, size, n)] = (build(kind, config, n, args.tiny, ablations, precision, args.device),
+                                            inputs, kind)
     print(f"timing {len(settings)} settings x {args.runs} interleaved runs after {args.warmup} warm-up", flush=True)
     results = time_settings(settings, args.runs, args.warmup)
     for (name, size, n), r in results.items():

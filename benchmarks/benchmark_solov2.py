@@ -4,6 +4,7 @@
 
     python benchmarks/benchmark_solov2.py [--runs 5] [--warmup 1] [--threads 2] [--counts 10 50 100]
         [--size 800 1333] [--out output/benchmarks] [--tiny] [--no-blendmask] [--no-aggmask]
+        [--precision fp32 bf16] [--device cpu]
 
 The model is randomly initialised (no download). A random model's category scores sit far below
 SOLOv2's 0.1 threshold, so the detection count N is forced: the score threshold is set just below
@@ -21,7 +22,9 @@ branch without norm), so the "AggMask* / SOLOv2" row is the aggregation's cost a
 row compares with AdelaiDet's SOLOv2 R50 (``--no-aggmask`` skips these). AggMask*'s forced N
 candidates go through its per-cell networks instead of the dynamic masks (the last output bias of
 the random network is raised by 10 so that all N masks pass the stride filter).
-``--tiny`` uses a narrow model and small images (for the test suite).
+``--tiny`` uses a narrow model and small images (for the test suite). ``--precision`` runs every
+model in each listed TEST.PRECISION (rows "<model> <precision>", a "<precision> / fp32" ratio row
+each; the forced threshold is found in that precision); ``--device cuda`` runs on a GPU.
 """
 
 import argparse
@@ -54,17 +57,21 @@ AGGMASK = "AggMask* R50"
 SOLOV2_AGGMASK_SETTINGS = "SOLOv2 R50 (AggMask* settings)"
 
 
-def build(count: int, image: torch.Tensor, tiny: bool, config=CONFIG, extra_opts=()):
+def build(count: int, image: torch.Tensor, tiny: bool, config=CONFIG, extra_opts=(), precision="fp32",
+          device="cpu"):
     from blendmask import build_model_and_load, load_config
+    from blendmask.engine.precision import autocast, float32, inference_dtype
     from blendmask.modeling.solov2 import point_nms
 
-    opts = ["MODEL.WEIGHTS", "", "MODEL.DEVICE", "cpu"] + (TINY_OPTS if tiny else []) + list(extra_opts)
+    opts = ["MODEL.WEIGHTS", "", "MODEL.DEVICE", device, "TEST.PRECISION", precision] + (TINY_OPTS if tiny else []) \
+        + list(extra_opts)
     torch.manual_seed(0)
     model = build_model_and_load(load_config(config, opts))
-    with torch.no_grad():  # the N-th largest category score of this input
+    with torch.no_grad(), autocast(inference_dtype(model), torch.device(device).type):
+        # the N-th largest category score of this input, in the precision the model runs in
         images = model.preprocess_image([{"image": image}])
         cate = model.heads(model.backbone(model.backbone_input(images.tensor)))[0]
-        scores = torch.cat([point_nms(torch.sigmoid(x)).flatten() for x in cate])
+        scores = torch.cat([point_nms(torch.sigmoid(x)).flatten() for x in float32(cate)])
     if hasattr(model, "weight_head"):
         # AggMask*: a random per-cell network's masks mostly fail the stride filter (<= stride px);
         # raising its output bias b2 lets all N through, as a trained model's masks would pass
@@ -116,8 +123,10 @@ def run(settings, runs: int, warmup: int):
             for key in keys if r % 2 == 0 else reversed(keys):
                 model, inputs, _ = settings[key]
                 timer.reset()
+                benchmark_inference._sync()
                 start = time.perf_counter()
                 out = model(inputs)
+                benchmark_inference._sync()
                 totals[key].append(time.perf_counter() - start)
                 for name, value in timer.times.items():
                     stages[key].setdefault(name, []).append(value)
@@ -151,6 +160,9 @@ def markdown(results, size, threads) -> str:
             if name == AGGMASK and (base, n) in results:
                 ratio = r["median_ms"] / results[(base, n)]["median_ms"]
                 lines.append(f"| {label} | {n} | | {ratio:.3f} ({100 * (ratio - 1):+.1f}%) | | |")
+        base = benchmark_inference._precision_base(name)
+        if base and (base, n) in results:
+            lines.append(f"| {name} / {base} | {n} | | {r['median_ms'] / results[(base, n)]['median_ms']:.2f} | | |")
     lines += ["", f"AdelaiDet's SOLOv2 R50 3x (published): mask AP {ADELAIDET_R50_3X['mask AP']} on COCO val; "
               f"inference time {ADELAIDET_R50_3X['inference time']}."]
     return "\n".join(lines)
@@ -167,22 +179,34 @@ def main(argv=None):
     parser.add_argument("--tiny", action="store_true", help="narrow model, small image (tests)")
     parser.add_argument("--no-blendmask", action="store_true", help="no BlendMask rows")
     parser.add_argument("--no-aggmask", action="store_true", help="no AggMask* rows")
+    parser.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16", "fp16", "auto"],
+                        help="TEST.PRECISION values, each a row per model (default fp32)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     size = (96, 128) if args.tiny else tuple(args.size)
     g = torch.Generator().manual_seed(0)
-    image = (torch.rand(3, *size, generator=g) * 255).round()
+    image = (torch.rand(3, *size, generator=g) * 255).round().to(args.device)
     inputs = [{"image": image, "height": size[0], "width": size[1]}]
-    settings = {("SOLOv2 R50", n): (build(n, image, args.tiny), inputs, instrument) for n in args.counts}
-    if not args.no_aggmask:
+    settings = {}
+    for p in args.precision:
+        suffix = "" if p == "fp32" else f" {p}"
+        kw = dict(precision=p, device=args.device)
         for n in args.counts:
-            settings[(AGGMASK, n)] = (build(n, image, args.tiny, AGGMASK_CONFIG), inputs, instrument_aggmask)
-            settings[(SOLOV2_AGGMASK_SETTINGS, n)] = (
-                build(n, image, args.tiny, AGGMASK_CONFIG, ["MODEL.META_ARCHITECTURE", "SOLOv2"]), inputs, instrument)
-    if not args.no_blendmask:
-        for n in args.counts:
-            model = benchmark_inference.build("ours", benchmark_inference.BLENDMASK, n, args.tiny)
-            settings[("BlendMask R_50", n)] = (model, inputs, lambda m, t: benchmark_inference.instrument("ours", m, t))
+            settings[(f"SOLOv2 R50{suffix}", n)] = (build(n, image, args.tiny, **kw), inputs, instrument)
+        if not args.no_aggmask:
+            for n in args.counts:
+                settings[(AGGMASK + suffix, n)] = (build(n, image, args.tiny, AGGMASK_CONFIG, **kw), inputs,
+                                                   instrument_aggmask)
+                settings[(SOLOV2_AGGMASK_SETTINGS + suffix, n)] = (
+                    build(n, image, args.tiny, AGGMASK_CONFIG, ["MODEL.META_ARCHITECTURE", "SOLOv2"], **kw), inputs,
+                    instrument)
+        if not args.no_blendmask:
+            for n in args.counts:
+                model = benchmark_inference.build("ours", benchmark_inference.BLENDMASK, n, args.tiny, (), p,
+                                                  args.device)
+                settings[(f"BlendMask R_50{suffix}", n)] = (
+                    model, inputs, lambda m, t: benchmark_inference.instrument("ours", m, t))
     results = run(settings, args.runs, args.warmup)
     table = markdown(results, size, args.threads)
     print(table)
