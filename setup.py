@@ -22,6 +22,7 @@ INSTALL_REQUIRES = [
     "PyYAML>=5.1",  # yaml
     "fvcore>=0.1.5",  # fvcore
     "iopath>=0.1.7",  # iopath (checkpoint downloads through detectron2's PathManager)
+    "omegaconf>=2.1",  # omegaconf (LazyConfig, blendmask.lazy)
     "pycocotools>=2.0.2",  # pycocotools
     "matplotlib",
     "tqdm",  # tqdm (the demo)
