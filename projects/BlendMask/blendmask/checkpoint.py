@@ -79,20 +79,13 @@ class CheckpointMismatchError(ValueError):
 
 
 # (key suffix, dimension holding the class count) of class-specific layers
-_CLASS_LAYERS = (
-    ("proposal_generator.fcos_head.cls_logits.weight", 0),
-    ("roi_heads.box_predictor.cls_score.weight", 0),  # detectron2's and CenterMask's box heads: classes + 1
-    ("mask_head.predictor.weight", 0),
-)
-
-
-def _class_counts(incorrect_shapes):
-    """(classes in the checkpoint, classes in the model) from a class-specific layer, or None."""
+def _class_counts(incorrect_shapes, class_layers):
+    """(classes in the checkpoint, classes in the model) from a class-specific layer of
+    ``class_layers`` ((parameter name, rows beyond the classes), as the model declares them), or None."""
     for key, theirs, ours in incorrect_shapes:
-        for suffix, dim in _CLASS_LAYERS:
-            if key.endswith(suffix):
-                extra = 1 if "cls_score" in suffix else 0
-                return theirs[dim] - extra, ours[dim] - extra
+        for name, extra in class_layers:
+            if key == name or key.endswith("." + name):
+                return theirs[0] - extra, ours[0] - extra
     return None
 
 
@@ -167,7 +160,9 @@ class BlendMaskCheckpointer(DetectionCheckpointer):
         if wrong:
             listed = ", ".join(f"{key} {tuple(theirs)} in the checkpoint, {tuple(ours)} in the model"
                                for key, theirs, ours in wrong[:6]) + (" ..." if len(wrong) > 6 else "")
-            classes = _class_counts(wrong)
+            from .modeling.contract import class_layers_of  # here: modeling imports this module
+
+            classes = _class_counts(wrong, class_layers_of(self.model))
             if self.strict_shapes:
                 hint = (f" The checkpoint predicts {classes[0]} classes, the config {classes[1]}." if classes else "")
                 raise CheckpointMismatchError(

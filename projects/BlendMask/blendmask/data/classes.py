@@ -49,20 +49,19 @@ def set_num_classes(cfg, num_classes: Optional[int] = None) -> int:
 
     With ``num_classes=None`` it is ``len(thing_classes)`` of ``cfg.DATASETS.TRAIN`` (or, when
     those have no metadata, ``cfg.DATASETS.TEST``); when neither has ``thing_classes`` the value of
-    ``MODEL.FCOS.NUM_CLASSES`` (``MODEL.SOLOV2.NUM_CLASSES`` for SOLOv2 and AggMask*; else
-    ``MODEL.ROI_HEADS.NUM_CLASSES``) is kept and copied to the others.
+    key the model's meta-architecture declares (``num_classes_key``: ``MODEL.FCOS.NUM_CLASSES`` for
+    FCOS-based models, ``MODEL.SOLOV2.NUM_CLASSES`` for SOLOv2 and AggMask*, detectron2's
+    ``MODEL.ROI_HEADS.NUM_CLASSES`` for its own) is kept and copied to the others.
     ``cfg`` must not be frozen.
     """
     if num_classes is None:
         classes = thing_classes_of(cfg.DATASETS.TRAIN) or thing_classes_of(cfg.DATASETS.TEST)
         if classes is not None:
             num_classes = len(classes)
-        elif cfg.MODEL.META_ARCHITECTURE in ("SOLOv2", "AggMask") and "SOLOV2" in cfg.MODEL:
-            num_classes = cfg.MODEL.SOLOV2.NUM_CLASSES
-        elif "FCOS" in cfg.MODEL:
-            num_classes = cfg.MODEL.FCOS.NUM_CLASSES
-        else:
-            num_classes = cfg.MODEL.ROI_HEADS.NUM_CLASSES
+        else:  # the key the model's meta-architecture declares (modeling/contract.py)
+            from ..modeling.contract import config_value, num_classes_key_of
+
+            num_classes = config_value(cfg, num_classes_key_of(cfg))
     num_classes = int(num_classes)
     if num_classes < 1:
         raise ValueError(f"the number of classes must be positive, got {num_classes}")

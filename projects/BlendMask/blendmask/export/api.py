@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..modeling.contract import model_outputs
 from .wrapper import INPUT_NAMES, OUTPUT_NAMES, ExportableBlendMask
 
 ONNX_OPSET = 17  # RoiAlign with half_pixel (ROIAlignV2) needs >= 16, GridSample >= 16
@@ -154,10 +155,11 @@ def export_and_load(module: ExportableBlendMask, image: torch.Tensor, output_siz
 def io_spec(module: ExportableBlendMask, cfg) -> Dict:
     """A JSON-able description of the exported graph's inputs, outputs and pre-processing."""
     model = module.model
-    r = model.mask_resolution if module.has_masks else 0
-    if module.has_masks and r:
+    outputs = model_outputs(model)
+    r = outputs.mask_resolution
+    if outputs.masks == "box":
         mask_probs = f"float32 (N, {r}, {r}) mask probabilities inside each (unclipped) box"
-    elif module.has_masks:
+    elif outputs.masks == "image":
         mask_probs = "float32 (N, Hp/4, Wp/4) mask probabilities over the padded input (Hp, Wp: H, W padded)"
     else:
         mask_probs = "float32 (N, 0, 0) (box-only model)"
@@ -178,31 +180,13 @@ def io_spec(module: ExportableBlendMask, cfg) -> Dict:
                      else "bool (N, 0, 0) (not pasted)",
             **({"mask_scores": "float32 (N,) scores x predicted mask IoU: rank masks (segm) by these"}
                if module.has_mask_scores else {}),
-            **({"sem_seg": f"float32 ({model.panoptic_module.predictor.out_channels}, output_height, output_width) "
+            **({"sem_seg": f"float32 ({outputs.sem_seg_channels}, output_height, output_width) "
                            "semantic logits (class 0: all things); the panoptic map is "
                            "blendmask.export.panoptic_from_outputs on the host"}
                if module.has_sem_seg else {}),
         },
-        "post_processing": _post_processing(model),
+        "post_processing": model.postprocessing_spec() if hasattr(model, "postprocessing_spec") else {},
     }
-
-
-def _post_processing(model) -> Dict:
-    if hasattr(model, "test_params"):  # SOLOv2
-        from dataclasses import asdict
-
-        return dict(asdict(model.test_params), boxes_from_masks=model.boxes_from_masks)
-    fcos = model.proposal_generator
-    spec = {
-        "score_threshold": fcos.inference_thresh[False], "thresh_with_ctr": fcos.thresh_with_ctr,
-        "pre_nms_topk": fcos.pre_nms_topk[False], "nms_threshold": fcos.nms_thresh,
-        "post_nms_topk": fcos.post_nms_topk[False], "mask_threshold": 0.5,
-    }
-    if getattr(model, "panoptic_module", None) is not None:  # host-side, see export/panoptic.py
-        from dataclasses import asdict
-
-        spec["panoptic_combine"] = asdict(model.panoptic_combine)
-    return spec
 
 
 def write_spec(spec: Dict, path) -> Path:

@@ -5,6 +5,8 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 import torch
 
+from ..modeling.contract import model_outputs
+
 
 def _np(x) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
@@ -94,5 +96,5 @@ def eager_predict(model, image: torch.Tensor, output_size: torch.Tensor):
         backend = model.eager_backend(images.tensor.device)
         result = model.inference(features, images.image_sizes, [(h, w)], backend)[0]
     # R x R probabilities in boxes; None for whole-image probabilities (SOLOv2, mask_resolution 0)
-    probs = result.get("mask_probs") if getattr(model, "mask_resolution", 0) else None
+    probs = result.get("mask_probs") if model_outputs(model).masks == "box" else None
     return model.to_instances(result, (h, w)), probs

@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..inference import ONNX, TORCHSCRIPT, InferenceBackend
+from ..modeling.contract import model_outputs
 
 INPUT_NAMES = ("image", "output_size")
 OUTPUT_NAMES = ("boxes", "scores", "classes", "mask_probs", "masks")
@@ -61,10 +62,11 @@ class ExportableBlendMask(nn.Module):
     def __init__(self, model: nn.Module, paste_masks: bool = True):
         super().__init__()
         self.model = model
-        self.has_masks = bool(getattr(model, "mask_on", False))
+        outputs = model_outputs(model)  # what the model declares it returns (modeling/contract.py)
+        self.has_masks = outputs.has_masks
         self.paste_masks = paste_masks and self.has_masks
-        self.has_mask_scores = bool(getattr(model, "maskiou_on", False))
-        self.has_sem_seg = getattr(model, "panoptic_module", None) is not None
+        self.has_mask_scores = outputs.mask_scores
+        self.has_sem_seg = outputs.has_sem_seg
         self.for_onnx = False  # set by export_onnx
 
     @property

@@ -13,6 +13,7 @@ from ..checkpoint import convert_on_load
 from ..config.ignored import warn_ignored_keys
 from ..engine.precision import set_inference_precision
 from ..inference import EAGER, InferenceBackend, postprocess_detections
+from .contract import ModelOutputs
 from .fcos import FCOSOutput
 from .layers import syncbn_to_bn_for_single_process
 
@@ -44,7 +45,9 @@ class OneStageDetector(nn.Module):
     """
 
     mask_on = False  # whether add_masks adds "mask_probs" (n, R, R), R = mask_resolution
-    num_classes_key = "MODEL.FCOS.NUM_CLASSES"  # the config key of num_classes, for messages
+    # the model contract (modeling/contract.py)
+    num_classes_key = "MODEL.FCOS.NUM_CLASSES"
+    class_layers = (("proposal_generator.fcos_head.cls_logits.weight", 0),)
 
     @configurable
     def __init__(self, *, backbone, proposal_generator, pixel_mean, pixel_std, channels_last_on_cpu: bool = True,
@@ -77,6 +80,20 @@ class OneStageDetector(nn.Module):
     @property
     def num_classes(self) -> int:
         return self.proposal_generator.num_classes
+
+    @property
+    def outputs(self) -> ModelOutputs:
+        """What :meth:`inference` returns (see :class:`~blendmask.modeling.contract.ModelOutputs`)."""
+        return ModelOutputs("box", self.mask_resolution) if self.mask_on else ModelOutputs()
+
+    def postprocessing_spec(self) -> dict:
+        """The inference settings an export bakes in (FCOS's thresholds, top-k, NMS)."""
+        fcos = self.proposal_generator
+        return {
+            "score_threshold": fcos.inference_thresh[False], "thresh_with_ctr": fcos.thresh_with_ctr,
+            "pre_nms_topk": fcos.pre_nms_topk[False], "nms_threshold": fcos.nms_thresh,
+            "post_nms_topk": fcos.post_nms_topk[False], "mask_threshold": 0.5,
+        }
 
     @property
     def device(self):

@@ -29,10 +29,11 @@ LARGE_PHOTO = 4_000_000  # registered with its 80 class names by ``import detect
 
 
 def num_classes(cfg) -> int:
-    """Number of classes the model predicts: ``MODEL.FCOS.NUM_CLASSES`` (else ``MODEL.ROI_HEADS``)."""
-    if "FCOS" in cfg.MODEL:
-        return cfg.MODEL.FCOS.NUM_CLASSES
-    return cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    """Number of classes the model predicts: the config key its meta-architecture declares
+    (``num_classes_key``, see modeling/contract.py)."""
+    from ..modeling.contract import config_value, num_classes_key_of
+
+    return int(config_value(cfg, num_classes_key_of(cfg)))
 
 
 def class_metadata(cfg, saved_classes=()) -> Metadata:

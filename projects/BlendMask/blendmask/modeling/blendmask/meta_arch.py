@@ -1,5 +1,6 @@
 """The BlendMask meta-architecture: backbone -> FCOS + attentions -> bases -> blender."""
 
+from dataclasses import asdict
 from typing import Dict, List, Optional
 
 import torch
@@ -9,6 +10,7 @@ from detectron2.structures import ImageList
 from torch import nn
 
 from ...inference import EAGER, InferenceBackend
+from ..contract import ModelOutputs
 from ..fcos import FCOSOutput
 from ..layers import syncbn_to_bn_for_single_process
 from ..one_stage_detector import OneStageDetector
@@ -77,6 +79,17 @@ class BlendMask(OneStageDetector):
     @property
     def mask_resolution(self) -> int:
         return self.blender.resolution
+
+    @property
+    def outputs(self) -> ModelOutputs:
+        channels = self.panoptic_module.predictor.out_channels if self.panoptic_module is not None else 0
+        return ModelOutputs("box", self.mask_resolution, sem_seg_channels=channels)
+
+    def postprocessing_spec(self) -> dict:
+        spec = super().postprocessing_spec()
+        if self.panoptic_module is not None:  # host-side, see export/panoptic.py
+            spec["panoptic_combine"] = asdict(self.panoptic_combine)
+        return spec
 
     def add_masks(self, features: Dict[str, torch.Tensor], fcos: FCOSOutput) -> List[Dict[str, torch.Tensor]]:
         bases = self.basis_module(features)[0]["bases"]

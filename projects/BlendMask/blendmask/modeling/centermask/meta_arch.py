@@ -8,6 +8,7 @@ from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.structures import ImageList, Instances
 
 from ...inference import EAGER, InferenceBackend, postprocess_detections
+from ..contract import ModelOutputs
 from ..fcos import FCOSOutput
 from ..one_stage_detector import OneStageDetector
 from .roi_heads import CenterROIHeads
@@ -29,6 +30,7 @@ class CenterMask(OneStageDetector):
     """
 
     mask_on = True
+    class_layers = OneStageDetector.class_layers + (("roi_heads.mask_head.predictor.weight", 0),)
 
     @configurable
     def __init__(self, *, roi_heads: CenterROIHeads, **kwargs):
@@ -56,6 +58,10 @@ class CenterMask(OneStageDetector):
     @property
     def maskiou_on(self) -> bool:
         return self.roi_heads.maskiou_head is not None
+
+    @property
+    def outputs(self) -> ModelOutputs:
+        return ModelOutputs("box", self.mask_resolution, mask_scores=self.maskiou_on)
 
     def inference(self, features: Dict[str, torch.Tensor], image_sizes: Sequence, output_sizes: Sequence,
                   backend: InferenceBackend = EAGER) -> List[Dict[str, torch.Tensor]]:

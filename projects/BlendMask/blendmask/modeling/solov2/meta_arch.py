@@ -1,6 +1,7 @@
 """The SOLOv2 meta-architecture (AdelaiDet's name and module names): backbone -> instance head
 (category grid + dynamic kernels) and mask feature branch -> matrix NMS -> masks resized."""
 
+from dataclasses import asdict
 from typing import Dict, List, Sequence
 
 import torch
@@ -9,6 +10,7 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.structures import BitMasks, ImageList, PolygonMasks
 
 from ...inference import EAGER, InferenceBackend, boxes_from_masks, resize_mask_probs
+from ..contract import ModelOutputs
 from ..one_stage_detector import OneStageDetector
 from .heads import SOLOv2InsHead, instance_features
 from .inference import SOLOv2TestParams, solov2_inference_single
@@ -31,6 +33,7 @@ class SOLOv2(OneStageDetector):
 
     mask_on = True
     num_classes_key = "MODEL.SOLOV2.NUM_CLASSES"
+    class_layers = (("ins_head.cate_pred.weight", 0),)
 
     @configurable
     def __init__(self, *, ins_head: SOLOv2InsHead, mask_head: SOLOv2MaskHead, instance_in_features: Sequence[str],
@@ -103,6 +106,13 @@ class SOLOv2(OneStageDetector):
     @property
     def mask_resolution(self) -> int:
         return 0  # "mask_probs" cover the whole padded input at 1/4 resolution, not a fixed R x R
+
+    @property
+    def outputs(self) -> ModelOutputs:
+        return ModelOutputs("image")
+
+    def postprocessing_spec(self) -> dict:
+        return dict(asdict(self.test_params), boxes_from_masks=self.boxes_from_masks)
 
     def heads(self, features: Dict[str, torch.Tensor]):
         """(category logits per level (N, C, S, S), kernels per level (N, E, S, S), mask feature
