@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
+import toy_model  # noqa: F401  (registers ToyMaskDetector, a model defined here through the contract alone)
 from PIL import Image
 from pycocotools import mask as mask_util
 
@@ -32,6 +33,9 @@ COMMON = [
 ONE_CONV_TOWERS = ["MODEL.FCOS.NUM_CLS_CONVS", "1", "MODEL.FCOS.NUM_BOX_CONVS", "1"]
 RESNET18 = ["MODEL.FPN.OUT_CHANNELS", "32", "MODEL.FCOS.INFERENCE_TH_TEST", "0.0", "MODEL.FCOS.POST_NMS_TOPK_TEST",
             "10", *ONE_CONV_TOWERS]
+# FCOS's FPN starts at P3 (P2 is the basis module's: left unused, DDP refuses it)
+FCOS_P3_UP = ["MODEL.RESNETS.OUT_FEATURES", "['res3', 'res4', 'res5']", "MODEL.FPN.IN_FEATURES",
+              "['res3', 'res4', 'res5']"]
 BLENDMASK = RESNET18 + ["MODEL.BASIS_MODULE.CONVS_DIM", "32"]
 CENTERMASK = ["MODEL.FPN.OUT_CHANNELS", "32", "MODEL.ROI_MASK_HEAD.CONV_DIM", "32", "MODEL.ROI_MASKIOU_HEAD.CONV_DIM",
               "16", "MODEL.FCOS.INFERENCE_TH_TEST", "0.0", "MODEL.FCOS.POST_NMS_TOPK_TEST", "10",
@@ -65,10 +69,7 @@ MODELS = {
     m.key: m
     for m in (
         MatrixModel("fcos", CONFIGS / "Shapes" / "BlendMask_R18.yaml",
-                    # FCOS's FPN starts at P3 (P2 is the basis module's: left unused, DDP refuses it)
-                    ["MODEL.META_ARCHITECTURE", "OneStageDetector", "MODEL.MASK_ON", "False",
-                     "MODEL.RESNETS.OUT_FEATURES", "['res3', 'res4', 'res5']",
-                     "MODEL.FPN.IN_FEATURES", "['res3', 'res4', 'res5']"] + RESNET18),
+                    ["MODEL.META_ARCHITECTURE", "OneStageDetector", "MODEL.MASK_ON", "False", *FCOS_P3_UP, *RESNET18]),
         MatrixModel("blendmask", CONFIGS / "Shapes" / "BlendMask_R18.yaml", BLENDMASK),
         MatrixModel("centermask_lite", CONFIGS / "Shapes" / "CenterMask_Lite_V19.yaml",
                     CENTERMASK + ["MODEL.VOVNET.CONV_BODY", "V-19-slim-dw-eSE"]),
@@ -79,6 +80,8 @@ MODELS = {
                                   "MODEL.ROI_MASKIOU_HEAD.NUM_CONV", "1", *P3_TO_P5]),
         MatrixModel("solov2", CONFIGS / "Shapes" / "SOLOv2_R18.yaml", SOLOV2),
         MatrixModel("aggmask", CONFIGS / "Shapes" / "AggMask_R18.yaml", SOLOV2),
+        MatrixModel("toy_contract_model", CONFIGS / "Shapes" / "BlendMask_R18.yaml",
+                    ["MODEL.META_ARCHITECTURE", "ToyMaskDetector", *FCOS_P3_UP, *RESNET18]),
         MatrixModel("panoptic", CONFIGS / "Shapes" / "BlendMask_Panoptic_R18.yaml",
                     BLENDMASK + ["MODEL.SEM_SEG_HEAD.CONVS_DIM", "32"],
                     no_coco_data="needs semantic ground truth: trains on the panoptic shapes instead"),
