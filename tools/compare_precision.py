@@ -10,6 +10,12 @@ the weights rounded to bfloat16 (the control, see tests/precision_fixtures.py); 
 against float32: detections matched (same class, box IoU >= 0.5), the highest score of an
 unmatched one, the largest score and box differences over matched ones, and their mask IoUs.
 Exits non-zero when a fixture breaks the tolerances the test suite asserts.
+
+    python tools/compare_precision.py --config-file CONFIG --weights MODEL.pth --dataset NAME [--limit 100]
+
+compares instead a trained model's float32 and ``--precision`` predictions on the first ``--limit``
+images of a registered dataset (``shapes_*`` and COCO-format datasets as train_net.py registers
+them; ``--coco-dataset NAME JSON IMAGES`` adds one), through ``blendmask.Predictor``.
 """
 
 import argparse
@@ -27,12 +33,19 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--emulated", action="store_true",
                         help="run bf16 even where the CPU lacks native bf16 (same numbers, slower)")
+    parser.add_argument("--config-file", help="a trained model's config (with --weights and --dataset)")
+    parser.add_argument("--weights")
+    parser.add_argument("--dataset")
+    parser.add_argument("--coco-dataset", nargs=3, action="append", default=[], metavar=("NAME", "JSON", "IMAGES"))
+    parser.add_argument("--limit", type=int, default=100)
     args = parser.parse_args(argv)
+    if args.config_file:
+        return compare_on_dataset(args)
     sys.path.insert(0, str(REPO / "tests"))
+    import precision_fixtures as pf
     import pytest
     import torch
 
-    import precision_fixtures as pf
     from blendmask.engine import precision
 
     torch.set_num_threads(args.threads)
@@ -61,6 +74,37 @@ def main(argv=None) -> int:
             print(f"  beyond tolerance: {'; '.join(problems)}", flush=True)
     print("\n" + "\n".join(lines))
     return 1 if failed else 0
+
+
+def compare_on_dataset(args) -> int:
+    import torch
+    from detectron2.data import DatasetCatalog
+    from detectron2.data.detection_utils import read_image
+
+    from blendmask import Predictor, load_config
+    from blendmask.data import set_num_classes
+    from blendmask.engine import register_datasets
+    from blendmask.engine.precision import set_inference_precision
+    from blendmask.utils.agreement import combine, compare_instances
+
+    torch.set_num_threads(args.threads)
+    cfg = load_config(args.config_file, ["MODEL.WEIGHTS", args.weights or "", "MODEL.DEVICE", "cpu",
+                                         "DATASETS.TEST", f"('{args.dataset}',)"])
+    register_datasets(cfg, args.coco_dataset)
+    set_num_classes(cfg)
+    predictor = Predictor(cfg)
+    records = DatasetCatalog.get(args.dataset)[: args.limit]
+    images = [read_image(r["file_name"], format="BGR") for r in records]
+    runs = {}
+    for precision in ("fp32", args.precision):
+        set_inference_precision(predictor.model, precision)
+        runs[precision] = [predictor(image)["instances"].to("cpu") for image in images]
+    row = combine([compare_instances(a, b) for a, b in zip(runs["fp32"], runs[args.precision])])
+    print(f"| {args.dataset} ({len(images)} images) | {Path(args.config_file).stem} | {args.precision} | "
+          f"{row['n_ref']} / {row['n_other']} | {row['matched']} | {row['max_unmatched_score']:.3f} | "
+          f"{row['max_score_diff']:.4f} | {row['max_box_diff']:.1f} | "
+          f"{row['mean_mask_iou']:.3f} / {row['min_mask_iou']:.3f} |")
+    return 0
 
 
 if __name__ == "__main__":
