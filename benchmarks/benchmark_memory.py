@@ -12,7 +12,7 @@ size, the drawing), not the network's. Detections are forced (score threshold 0,
 
 - ``build``: the model built, an image of the size made (the baseline);
 - ``forward``: ``blendmask.Predictor`` on the photo (``{"instances": ...}``);
-- ``predict``: ``blendmask.utils.visualize.Predictor.predict`` (the demo's: instances on the CPU,
+- ``predict``: ``blendmask.utils.visualize.DrawingPredictor.predict`` (the demo's: instances on the CPU,
   filtered by score);
 - ``draw``: ``predict`` then ``draw`` (the image with masks, boxes and labels, as the demo saves it);
 - ``coco``: ``predict`` then the COCO json of the instances (per-instance RLE), as the evaluator does.
@@ -44,7 +44,7 @@ def _child(h, w, detections, stage, precision):
     cfg = tiny_cfg(**{"MODEL.FCOS.INFERENCE_TH_TEST": 0.0, "MODEL.FCOS.NMS_TH": 1.0,
                       "MODEL.FCOS.POST_NMS_TOPK_TEST": detections, "TEST.PRECISION": precision})
     torch.manual_seed(0)
-    from blendmask.utils.visualize import Predictor
+    from blendmask.utils.visualize import DrawingPredictor as Predictor
 
     predictor = Predictor(cfg, confidence_threshold=0.0)
     model = predictor.predictor.model

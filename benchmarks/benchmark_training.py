@@ -17,11 +17,15 @@ fp32" ratio per model. ``--device cuda`` runs on a GPU.
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
-from benchmark_inference import MODELS, REPO, TINY_OPTS, PeakRSS, zero_box_deltas
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling benchmark_inference, however it is loaded
+from benchmark_inference import MODELS, REPO, TINY_OPTS, PeakRSS, zero_box_deltas  # noqa: E402
 from detectron2.modeling import build_model
 from detectron2.structures import Boxes, Instances, PolygonMasks
 from detectron2.utils.events import EventStorage
@@ -127,13 +131,15 @@ def main(argv=None):
     for name, med, lo, hi, mib, loss in rows:
         print(f"| {name} | {med:.2f} | {lo:.2f}-{hi:.2f} | {mib:.0f} | {loss:.3f} |")
     base = dict((r[0], r[1]) for r in rows)
+    fastest = dict((r[0], r[2]) for r in rows)
     if {"BlendMask R_50", "Mask R-CNN R50-FPN", "FCOS R_50"} <= set(base):
         print(f"\nBlendMask / Mask R-CNN: {base['BlendMask R_50'] / base['Mask R-CNN R50-FPN']:.2f}; "
               f"BlendMask / FCOS: {base['BlendMask R_50'] / base['FCOS R_50']:.2f}")
     for label, med, *_ in rows:
         model, _, precision = label.rpartition(" ")
         if precision in ("bf16", "fp16") and model in base:
-            print(f"{label} / {model}: {med / base[model]:.2f}")
+            print(f"{label} / {model}: {med / base[model]:.2f} (medians), {fastest[label] / fastest[model]:.2f} "
+                  "(fastest steps)")
     return rows
 
 

@@ -1,6 +1,10 @@
 """Shared test helpers: where the AdelaiDet reference fixtures live, and config builders."""
 
+import contextlib
+import importlib.util
+import logging
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +18,43 @@ REFERENCE_DIR = Path(
 )
 
 torch.set_num_threads(2)
+
+
+def import_script(relative: str):
+    """A script of the repository (``train_net.py``, ``tools/main_job.py``, ``benchmarks/x.py``) as
+    a module, loaded from its path once per session; ``sys.path`` is left alone."""
+    name = "repo_script_" + relative.removesuffix(".py").replace("/", "_")
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / relative)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
+    return sys.modules[name]
+
+
+@contextlib.contextmanager
+def capture_records(name: str = "blendmask", level: int = logging.DEBUG):
+    """The log records of logger ``name`` and its children at ``level`` and above, while the block
+    runs (whatever handlers and propagation detectron2's setup_logger gave it)."""
+    records = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    logger = logging.getLogger(name)
+    handler, saved = _Collect(level), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(min(level, saved or logging.WARNING))
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved)
 
 
 def reference_file(name: str) -> Path:

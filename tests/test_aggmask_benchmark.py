@@ -2,14 +2,12 @@
 the forced detection counts are met, every stage (weight and context heads too) is timed, and the
 ratio rows are written."""
 
-import sys
 
-from conftest import REPO_ROOT
+from conftest import import_script
 
 
 def test_benchmark_times_aggmask_beside_solov2(tmp_path):
-    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-    import benchmark_solov2
+    benchmark_solov2 = import_script("benchmarks/benchmark_solov2.py")
 
     results = benchmark_solov2.main(["--tiny", "--runs", "1", "--warmup", "0", "--counts", "5", "--no-blendmask",
                                      "--out", str(tmp_path)])

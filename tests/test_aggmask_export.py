@@ -1,4 +1,4 @@
-"""AggMask* exports through the shared ExportableBlendMask (ONNX and TorchScript) and the exports
+"""AggMask* exports through the shared ExportableModel (ONNX and TorchScript) and the exports
 match the eager model.
 
 Model: the halfgrid fixture head (the authors' weights) on a random ResNet-18 FPN, at a short side
@@ -44,7 +44,7 @@ def setup():
 @pytest.fixture(scope="module", params=["torchscript", "onnx"])
 def exported(request, setup, tmp_path_factory):
     _, model, samples = setup
-    module = bx.ExportableBlendMask(model)
+    module = bx.ExportableModel(model)
     _, image, size, _ = samples[TRACE_SAMPLE]
     _, run = bx.export_and_load(module, image, size, request.param, tmp_path_factory.mktemp(f"aggmask_{request.param}"),
                                 num_threads=2)
@@ -67,6 +67,6 @@ def test_exported_aggmask_matches_eager(setup, exported):
 
 def test_export_spec_describes_aggmask(setup):
     cfg, model, _ = setup
-    spec = bx.io_spec(bx.ExportableBlendMask(model), cfg)
+    spec = bx.io_spec(bx.ExportableModel(model), cfg)
     assert "padded input" in spec["outputs"]["mask_probs"]
     assert spec["post_processing"]["max_per_img"] == 20 and spec["outputs"]["classes"].endswith("0..79")

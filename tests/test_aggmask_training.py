@@ -3,7 +3,6 @@ data and schedule plus the aggregation) through train_net and the package Traine
 demo/demo.py draws it."""
 
 import importlib.util
-import sys
 
 import cv2
 import numpy as np
@@ -14,10 +13,9 @@ from solov2_tiny import TINY, TINY_OPTS
 
 from blendmask import load_config
 from blendmask.data import register_shapes, set_num_classes
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, import_script
 
-sys.path.insert(0, str(REPO_ROOT))
-import train_net  # noqa: E402
+train_net = import_script("train_net.py")
 
 CONFIG = REPO_ROOT / "configs" / "Shapes" / "AggMask_R18.yaml"
 

@@ -5,7 +5,7 @@ import re
 import subprocess
 import sys
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, import_script
 
 
 def _run(script, *args):
@@ -54,8 +54,7 @@ def test_training_benchmark_table():
 def test_count_macs_counts_convolutions_linear_layers_and_functional_convolutions():
     import torch
 
-    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-    from count_macs import count_macs
+    count_macs = import_script("benchmarks/count_macs.py").count_macs
 
     class Tiny(torch.nn.Module):
         def __init__(self):

@@ -1,6 +1,5 @@
 """Training for a wall-clock budget (blendmask.engine.budget, tools/main_job.py --minutes)."""
 
-import sys
 
 import pytest
 import torch
@@ -8,7 +7,7 @@ import torch
 import blendmask
 from blendmask.data import ShapesSpec, register_shapes, set_num_classes
 from blendmask.engine.budget import BudgetSpent, BudgetTrainer, TimeBudgetHook, TrainingClock, budget_lr_factor
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, import_script
 
 CONFIG = REPO_ROOT / "configs" / "Shapes" / "BlendMask_R18.yaml"
 TINY = ShapesSpec(image_size=64, num_train=4, num_val=2, min_shape_size=12, max_shape_size=32)
@@ -104,8 +103,7 @@ def test_budget_trainer_stops_on_time_saves_and_records_a_curve(tmp_path):
 
 
 def test_main_job_parses_models_and_builds_every_existing_config(tmp_path):
-    sys.path.insert(0, str(REPO_ROOT / "tools"))
-    import main_job
+    main_job = import_script("tools/main_job.py")
 
     args = main_job.parse_args(["--models", "BlendMask,mask_rcnn", "SOLOv2", "--minutes", "2"])
     assert args.models == ["blendmask", "mask_rcnn", "solov2"] and args.minutes == 2

@@ -35,7 +35,7 @@ def setup():
 @pytest.fixture(scope="module", params=["torchscript", "onnx"])
 def exported(request, setup, tmp_path_factory):
     model, samples = setup
-    module = bx.ExportableBlendMask(model)
+    module = bx.ExportableModel(model)
     assert module.output_names[-1] == "mask_scores"
     _, image, size, _, _ = samples[TRACE_SAMPLE]
     _, run = bx.export_and_load(module, image, size, request.param, tmp_path_factory.mktemp(request.param),
@@ -65,5 +65,5 @@ def test_output_spec_names_mask_scores(setup):
     from blendmask import load_config
 
     model, _ = setup
-    spec = bx.io_spec(bx.ExportableBlendMask(model), load_config())
+    spec = bx.io_spec(bx.ExportableModel(model), load_config())
     assert "mask_scores" in spec["outputs"] and "28, 28" in spec["outputs"]["mask_probs"]

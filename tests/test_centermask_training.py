@@ -1,15 +1,13 @@
 """CenterMask-Lite trains on the built-in shapes (train_net.py, tools/main_job.py) and evaluates with
 mask_scores for segm AP."""
 
-import sys
 
 import torch
 
 from blendmask.data import ShapesSpec, register_shapes
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, import_script
 
-sys.path.insert(0, str(REPO_ROOT))
-import train_net  # noqa: E402
+train_net = import_script("train_net.py")
 
 CONFIG = str(REPO_ROOT / "configs" / "Shapes" / "CenterMask_Lite_V19.yaml")
 TINY = ShapesSpec(image_size=64, num_train=4, num_val=2, min_shape_size=12, max_shape_size=32)
@@ -43,8 +41,7 @@ def test_centermask_lite_trains_on_shapes_and_evaluates_segm_with_mask_scores(tm
 
 
 def test_main_job_runs_centermask_beside_blendmask(tmp_path):
-    sys.path.insert(0, str(REPO_ROOT / "tools"))
-    import main_job
+    main_job = import_script("tools/main_job.py")
 
     args = main_job.parse_args(["--models", "BlendMask", "CenterMask", "--iters", "10"])
     cfgs = {main_job.MODEL_CONFIGS[key][0]: main_job.model_cfg(args, tmp_path, key) for key in args.models}

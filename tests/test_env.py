@@ -9,9 +9,16 @@ from blendmask.utils.env import detectron2_has_compiled_ops
 from conftest import REPO_ROOT
 
 
-def test_detectron2_layers_import():
-    importlib.import_module("detectron2.layers")
+def test_detectron2_layers_run_on_this_install():
+    """The layers our models use work whatever detectron2 this is (python-only or compiled):
+    ROIAlign of a constant map is that constant; the evaluation package imports."""
+    import torch
+
+    layers = importlib.import_module("detectron2.layers")
     importlib.import_module("detectron2.evaluation")
+    features = torch.full((1, 2, 8, 8), 3.0)
+    pooled = layers.ROIAlign((2, 2), 1.0, 2, aligned=True)(features, torch.tensor([[0.0, 1.0, 1.0, 5.0, 5.0]]))
+    assert pooled.shape == (1, 2, 2, 2) and torch.allclose(pooled, torch.full_like(pooled, 3.0))
 
 
 def test_placeholder_ops_raise_clear_error():
@@ -42,8 +49,11 @@ def _which(tmp_path, files):
 def test_setup_keeps_any_installed_detectron2(tmp_path):
     """make setup installs its python-only 0.6 only where which_detectron2.py says "missing": a user's
     python-only build of detectron2's main branch or a compiled one is kept and named."""
-    assert subprocess.run([sys.executable, str(WHICH)], capture_output=True, text=True).stdout.startswith(
-        "python-only 0.6 ")  # the suite's own install
+    import detectron2
+
+    kind, version, _ = subprocess.run([sys.executable, str(WHICH)], capture_output=True, text=True).stdout.split(" ", 2)
+    assert version == detectron2.__version__  # the suite's own install, whichever it is
+    assert kind == ("compiled" if detectron2_has_compiled_ops() else "python-only")
     assert _which(tmp_path / "a", {"__init__.py": "__version__ = '0.6.1-main'"}).startswith("python-only 0.6.1-main ")
     assert _which(tmp_path / "b", {"__init__.py": "__version__ = '0.6'", "_C.py": "def nms(): pass"}).startswith(
         "compiled 0.6 ")

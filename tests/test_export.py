@@ -46,7 +46,7 @@ def fixture_setup():
 def exported(request, fixture_setup, tmp_path_factory):
     """(backend name, [outputs of a freshly exported file on every sample])."""
     _, model, samples = fixture_setup
-    module = bx.ExportableBlendMask(model)
+    module = bx.ExportableModel(model)
     _, image, size, _, _ = samples[TRACE_SAMPLE]
     _, run = bx.export_and_load(module, image, size, request.param, tmp_path_factory.mktemp(request.param),
                                 num_threads=2)
@@ -90,15 +90,15 @@ def test_exported_output_spec(fixture_setup, exported):
 
 
 def test_module_without_output_size_equals_eager_at_input_size(fixture_setup):
-    """Eager ``ExportableBlendMask`` with no output_size: results at the input size, as the eager
+    """Eager ``ExportableModel`` with no output_size: results at the input size, as the eager
     model without "height"/"width"; also without pasting."""
     _, model, samples = fixture_setup
     name, image, _, _, _ = samples[2]
     input_size = torch.tensor(image.shape[-2:])
     eager, eager_probs = bx.eager_predict(model, image, input_size)
     with torch.no_grad():
-        outputs = bx.ExportableBlendMask(model)(image)
-        unpasted = bx.ExportableBlendMask(model, paste_masks=False)(image)
+        outputs = bx.ExportableModel(model)(image)
+        unpasted = bx.ExportableModel(model, paste_masks=False)(image)
     report = bx.compare_outputs(eager, outputs, eager_probs)
     assert report["count_export"] == report["count_eager"] == len(eager) > 0
     assert report["max_box_diff"] <= 1e-5 and report["max_mask_prob_diff"] <= 1e-5, report
@@ -176,11 +176,11 @@ def test_separable_paste_equals_grid_sample_paste():
 
 
 def test_the_export_runs_the_models_own_inference(fixture_setup):
-    """The export module is glue: eager ExportableBlendMask equals model.inference bit for bit."""
+    """The export module is glue: eager ExportableModel equals model.inference bit for bit."""
     _, model, samples = fixture_setup
     _, image, size, eager, eager_probs = samples[1]
     with torch.no_grad():
-        boxes, scores, classes, probs, masks = bx.ExportableBlendMask(model)(image, size)
+        boxes, scores, classes, probs, masks = bx.ExportableModel(model)(image, size)
     assert torch.equal(boxes, eager.pred_boxes.tensor) and torch.equal(scores, eager.scores)
     assert torch.equal(classes, eager.pred_classes) and torch.equal(probs, eager_probs)
     assert torch.equal(masks, eager.pred_masks)

@@ -1,14 +1,12 @@
 """tools/gpu_check.py (make gpu-check): its CPU dry run on tiny settings runs every step and prints
 one table (on a CUDA machine the same command measures fp16)."""
 
-import sys
 
-from conftest import REPO_ROOT
+from conftest import import_script
 
 
 def test_gpu_check_dry_run_on_cpu(tmp_path, monkeypatch):
-    sys.path.insert(0, str(REPO_ROOT / "tools"))
-    import gpu_check
+    gpu_check = import_script("tools/gpu_check.py")
 
     from blendmask.engine import precision
 

@@ -86,7 +86,7 @@ def test_predictor_selects_and_draws_large_photos_box_by_box(monkeypatch):
     from conftest import tiny_cfg
 
     cfg = tiny_cfg(**{"MODEL.FCOS.INFERENCE_TH_TEST": 0.0, "MODEL.FCOS.POST_NMS_TOPK_TEST": 20})
-    predictor = visualize.Predictor(cfg, confidence_threshold=0.0)
+    predictor = visualize.DrawingPredictor(cfg, confidence_threshold=0.0)
     image = np.random.default_rng(0).integers(0, 256, (200, 260, 3), dtype=np.uint8)
     everything = predictor.predict(image)["instances"]
     assert hasattr(everything.pred_masks, "box_extents")  # lazily pasted
@@ -106,12 +106,9 @@ def test_demo_path_on_a_12_megapixel_photo_stays_under_1_5_gb():
     """Predict and draw 100 detections on a 4000x3000 photo in a fresh process (the demo's path):
     peak RSS under 1.5 GB (the masks alone would be 1.2 GB at full size, the Visualizer's matplotlib
     canvas 1.3 GB more)."""
-    import sys
+    from conftest import import_script
 
-    from conftest import REPO_ROOT
-
-    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-    import benchmark_memory
+    benchmark_memory = import_script("benchmarks/benchmark_memory.py")
 
     result = benchmark_memory.measure(12, 100, "draw")
     assert result["detections"] == 100

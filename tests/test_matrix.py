@@ -13,7 +13,6 @@ stays within a few minutes.
 """
 
 import csv
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -42,21 +41,14 @@ from matrix_models import (
 import blendmask
 from blendmask.data import set_num_classes
 from blendmask.data.shapes_panoptic import register_shapes_panoptic
+from conftest import import_script
 
 SHARED_REFERENCE = REPO_ROOT.parent / "shared" / "reference"
 
 
-def _load_script(path: Path):
-    """A command-line script of the repository (train_net.py, demo/demo.py, ...) as a module."""
-    spec = importlib.util.spec_from_file_location(f"matrix_script_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train_net = _load_script(REPO_ROOT / "train_net.py")
-demo = _load_script(REPO_ROOT / "demo" / "demo.py")
-export_model = _load_script(REPO_ROOT / "tools" / "export_model.py")
+train_net = import_script("train_net.py")
+demo = import_script("demo/demo.py")
+export_model = import_script("tools/export_model.py")
 
 
 def _cells(path: str, applies=lambda m: None):
@@ -201,7 +193,7 @@ def test_eval_only_with_coco_evaluator(key, data, trained):
 
 @pytest.mark.parametrize("key", _cells("demo"))
 def test_demo_draws_with_the_class_names_from_the_weights(key, data, trained, tmp_path):
-    from blendmask.utils.visualize import Predictor
+    from blendmask.utils.visualize import DrawingPredictor as Predictor
 
     out = trained(key)
     image = next((data["root"] / "mixed" / "images").glob("*.png"))

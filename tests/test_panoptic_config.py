@@ -7,7 +7,7 @@ import torch
 from detectron2.modeling import build_model
 
 from blendmask import get_cfg, load_config
-from blendmask.checkpoint import BlendMaskCheckpointer
+from blendmask.checkpoint import SafeCheckpointer
 from conftest import REPO_ROOT, reference_file, tiny_cfg
 
 NAMES = ["Base-Panoptic.yaml", "R_50_1x.yaml", "R_50_3x.yaml", "R_101_3x.yaml", "R_101_dcni3_5x.yaml",
@@ -49,7 +49,7 @@ def test_adelaidet_panoptic_checkpoint_loads_with_nothing_missing_or_unexpected(
     # load it the way MODEL.WEIGHTS does (expanded zeros: no memory for the values)
     dtypes = {k: v.dtype for k, v in model.state_dict().items()}
     state = {k: torch.zeros((), dtype=dtypes[k]).expand(shape) for k, shape in expected.items()}
-    incompatible = BlendMaskCheckpointer(model, strict_shapes=True)._load_model({"model": state})
+    incompatible = SafeCheckpointer(model, strict_shapes=True)._load_model({"model": state})
     assert not incompatible.missing_keys and not incompatible.unexpected_keys
     assert not incompatible.incorrect_shapes
     assert float(model.panoptic_module.predictor.weight.detach().abs().sum()) == 0

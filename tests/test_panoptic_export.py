@@ -23,7 +23,7 @@ def setup(tmp_path_factory):
     cfg = fixture_cfg()
     cfg.INPUT.MIN_SIZE_TEST = TEST_SIZE
     model = bx.build_model_from_cfg(cfg)
-    module = bx.ExportableBlendMask(model)
+    module = bx.ExportableModel(model)
     inputs = [bx.read_image(reference_file(f"tiny_blendmask_test_img{i}.png"), cfg) for i in IMAGES]
     path = bx.export_torchscript(module, *inputs[0], tmp_path_factory.mktemp("ts") / "panoptic.ts")
     exported = bx.load_torchscript(path)

@@ -89,7 +89,7 @@ def test_post_processing_decides_in_float32(native_bf16):
 
 def test_every_entry_point_reads_test_precision(native_bf16, tmp_path):
     from blendmask import Predictor, build_model_and_load
-    from blendmask.utils.visualize import Predictor as DrawingPredictor
+    from blendmask.utils.visualize import DrawingPredictor
 
     cfg = tiny_cfg(**{"TEST.PRECISION": "bf16", "MODEL.FCOS.INFERENCE_TH_TEST": 0.0})
     model = build_model_and_load(cfg)

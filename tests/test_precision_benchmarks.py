@@ -2,15 +2,12 @@
 in bf16 too, and a "<precision> / fp32" ratio per model (tiny settings; no timing asserts)."""
 
 import re
-import sys
 
-from conftest import REPO_ROOT
-
-sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+from conftest import import_script
 
 
 def test_inference_benchmark_precision_rows(tmp_path, capsys):
-    import benchmark_inference
+    benchmark_inference = import_script("benchmarks/benchmark_inference.py")
 
     benchmark_inference.main(["--tiny", "--runs", "1", "--warmup", "0", "--counts", "6", "--models", "BlendMask R_50",
                               "CenterMask-Lite V-19", "--precision", "fp32", "bf16", "--out", str(tmp_path)])
@@ -24,7 +21,7 @@ def test_inference_benchmark_precision_rows(tmp_path, capsys):
 
 
 def test_solov2_benchmark_precision_rows(tmp_path):
-    import benchmark_solov2
+    benchmark_solov2 = import_script("benchmarks/benchmark_solov2.py")
 
     results = benchmark_solov2.main(["--tiny", "--runs", "1", "--warmup", "0", "--counts", "4", "--no-blendmask",
                                      "--precision", "fp32", "bf16", "--out", str(tmp_path)])
@@ -34,7 +31,7 @@ def test_solov2_benchmark_precision_rows(tmp_path):
 
 
 def test_training_benchmark_precision_rows():
-    import benchmark_training
+    benchmark_training = import_script("benchmarks/benchmark_training.py")
 
     rows = benchmark_training.main(["--tiny", "--iters", "1", "--batch", "1", "--models", "BlendMask R_50",
                                     "--precision", "fp32", "bf16"])

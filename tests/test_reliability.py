@@ -5,7 +5,6 @@ import logging
 import os
 import pickle
 import re
-import sys
 
 import numpy as np
 import pytest
@@ -14,10 +13,8 @@ from detectron2.modeling import build_model
 
 from adelaidet_fixtures import fixture_training_inputs, load_fixture_model
 from blendmask import load_config
-from blendmask.checkpoint import BlendMaskCheckpointer, UnsafeCheckpointError
-from conftest import REPO_ROOT, tiny_cfg, training_input
-
-sys.path.insert(0, str(REPO_ROOT))  # train_net.py
+from blendmask.checkpoint import SafeCheckpointer, UnsafeCheckpointError
+from conftest import REPO_ROOT, import_script, tiny_cfg, training_input
 
 
 def test_unknown_config_key_names_the_closest_key(tmp_path):
@@ -98,9 +95,9 @@ def test_checkpointer_refuses_pickled_code_and_explains(tmp_path, monkeypatch):
     torch.save({"model": {"w": torch.zeros(1)}, "note": _NotATensor()}, path)
     model = torch.nn.Linear(1, 1)
     with pytest.raises(UnsafeCheckpointError, match="BLENDMASK_ALLOW_PICKLE=1"):
-        BlendMaskCheckpointer(model).load(str(path))
+        SafeCheckpointer(model).load(str(path))
     monkeypatch.setenv("BLENDMASK_ALLOW_PICKLE", "1")
-    BlendMaskCheckpointer(model).load(str(path))  # explicitly allowed: loads (key mismatch is only logged)
+    SafeCheckpointer(model).load(str(path))  # explicitly allowed: loads (key mismatch is only logged)
 
 
 def test_checkpointer_reads_pkl_weights_without_running_code(tmp_path):
@@ -109,18 +106,18 @@ def test_checkpointer_reads_pkl_weights_without_running_code(tmp_path):
         pickle.dump({"model": {"weight": np.full((1, 1), 3.0, dtype=np.float32), "bias": np.zeros(1)},
                      "__author__": "test"}, f)
     model = torch.nn.Linear(1, 1)
-    BlendMaskCheckpointer(model).load(str(path))
+    SafeCheckpointer(model).load(str(path))
     assert model.weight.item() == 3.0
     evil = tmp_path / "evil.pkl"
     with open(evil, "wb") as f:
         pickle.dump({"model": {}, "x": _NotATensor()}, f)
     with pytest.raises(UnsafeCheckpointError, match="not allowed"):
-        BlendMaskCheckpointer(model).load(str(evil))
+        SafeCheckpointer(model).load(str(evil))
 
 
 def test_checkpoint_save_is_atomic(tmp_path, monkeypatch):
     model = torch.nn.Linear(2, 2)
-    ckpt = BlendMaskCheckpointer(model, save_dir=str(tmp_path))
+    ckpt = SafeCheckpointer(model, save_dir=str(tmp_path))
     ckpt.save("model_final", iteration=1)
     good = (tmp_path / "model_final.pth").read_bytes()
 
@@ -134,7 +131,7 @@ def test_checkpoint_save_is_atomic(tmp_path, monkeypatch):
     assert (tmp_path / "model_final.pth").read_bytes() == good
     assert (tmp_path / "last_checkpoint").read_text() == "model_final.pth"
     monkeypatch.undo()
-    assert BlendMaskCheckpointer(model, save_dir=str(tmp_path)).resume_or_load("", resume=True)["iteration"] == 1
+    assert SafeCheckpointer(model, save_dir=str(tmp_path)).resume_or_load("", resume=True)["iteration"] == 1
     assert not any(p.name.endswith(".pth") and p.name != "model_final.pth" for p in tmp_path.iterdir())
     assert os.path.exists(tmp_path / "model_final.pth.tmp")  # the torn write stays aside, never used
 
@@ -292,7 +289,7 @@ def test_a_dataset_of_only_unreadable_images_fails_clearly():
 def test_a_nan_loss_stops_training_naming_the_iteration_and_the_term(tmp_path):
     from detectron2.engine import HookBase
 
-    import train_net
+    train_net = import_script("train_net.py")
     from blendmask.data import ShapesSpec, register_shapes
 
     spec = ShapesSpec(image_size=64, num_train=4, num_val=1, min_shape_size=12, max_shape_size=32)

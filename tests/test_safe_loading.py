@@ -19,9 +19,9 @@ import torch
 from detectron2.engine import DefaultPredictor
 
 import blendmask
-from blendmask.checkpoint import ALLOW_PICKLE_ENV, BlendMaskCheckpointer, UnsafeCheckpointError
+from blendmask.checkpoint import ALLOW_PICKLE_ENV, SafeCheckpointer, UnsafeCheckpointError
 from blendmask.engine import Predictor, Trainer, build_model_and_load
-from conftest import REPO_ROOT, tiny_cfg
+from conftest import REPO_ROOT, import_script, tiny_cfg
 
 ALLOW_MESSAGE = "BLENDMASK_ALLOW_PICKLE=1"
 FORMATS = ("pkl", "pth")
@@ -115,7 +115,7 @@ def run_script(relative_path: str, *args, cwd):
 def test_the_malicious_files_run_code_when_pickle_is_allowed(tmp_path, monkeypatch, suffix):
     bad = write_malicious(tmp_path, suffix)
     monkeypatch.setenv(ALLOW_PICKLE_ENV, "1")
-    BlendMaskCheckpointer(torch.nn.Linear(1, 1))._load_file(str(bad.path))
+    SafeCheckpointer(torch.nn.Linear(1, 1))._load_file(str(bad.path))
     assert bad.marker.exists()
 
 
@@ -147,7 +147,7 @@ def test_engine_predictor_refuses_pickled_code(malicious):
 
 
 def test_visualize_predictor_refuses_pickled_code(malicious):
-    from blendmask.utils.visualize import Predictor as DrawingPredictor
+    from blendmask.utils.visualize import DrawingPredictor
 
     with pytest.raises(UnsafeCheckpointError) as error:
         DrawingPredictor(cfg_with_weights(malicious))
@@ -193,11 +193,7 @@ def test_trainer_resume_or_load_refuses_pickled_code(malicious, tiny_shapes, tmp
 
 
 def test_train_net_eval_only_refuses_pickled_code(malicious, tmp_path):
-    sys.path.insert(0, str(REPO_ROOT))
-    try:
-        import train_net
-    finally:
-        sys.path.remove(str(REPO_ROOT))
+    train_net = import_script("train_net.py")
     args = train_net.argument_parser().parse_args([
         "--config-file", str(config_file(tmp_path)), "--eval-only", "MODEL.WEIGHTS", str(malicious),
         "DATASETS.TRAIN", "()", "DATASETS.TEST", "()", "OUTPUT_DIR", str(tmp_path / "out"),

@@ -1,14 +1,12 @@
 """benchmarks/benchmark_solov2.py --tiny: the forced detection counts are met, every stage is timed and
 BlendMask runs in the same rounds."""
 
-import sys
 
-from conftest import REPO_ROOT
+from conftest import import_script
 
 
 def test_benchmark_forces_the_detection_counts(tmp_path):
-    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-    import benchmark_solov2
+    benchmark_solov2 = import_script("benchmarks/benchmark_solov2.py")
 
     results = benchmark_solov2.main(["--tiny", "--runs", "1", "--warmup", "0", "--counts", "3", "7",
                                      "--out", str(tmp_path)])

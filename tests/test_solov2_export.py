@@ -1,4 +1,4 @@
-"""SOLOv2 exports through the shared ExportableBlendMask (matrix NMS and the mask resize included)
+"""SOLOv2 exports through the shared ExportableModel (matrix NMS and the mask resize included)
 and the exports match the eager model.
 
 Fixture: the tiny SOLOv2 of ../shared/reference/solov2 with its weights, fixture images 0 and 1
@@ -39,7 +39,7 @@ def setup():
 @pytest.fixture(scope="module", params=["torchscript", "onnx"])
 def exported(request, setup, tmp_path_factory):
     _, model, samples = setup
-    module = bx.ExportableBlendMask(model)
+    module = bx.ExportableModel(model)
     _, image, size, _ = samples[TRACE_SAMPLE]
     _, run = bx.export_and_load(module, image, size, request.param, tmp_path_factory.mktemp(f"solov2_{request.param}"),
                                 num_threads=2)
@@ -74,7 +74,7 @@ def bx_boxes(masks):
 
 def test_export_spec_describes_solov2(setup):
     cfg, model, _ = setup
-    spec = bx.io_spec(bx.ExportableBlendMask(model), cfg)
+    spec = bx.io_spec(bx.ExportableModel(model), cfg)
     json.dumps(spec)
     assert "padded input" in spec["outputs"]["mask_probs"]
     assert spec["post_processing"]["nms_kernel"] == "gaussian" and spec["post_processing"]["max_per_img"] == 100

@@ -1,7 +1,6 @@
 """SOLOv2 trains on the synthetic shapes (configs/Shapes/SOLOv2_R18.yaml) through train_net and the
 package Trainer, and evaluates with boxes taken from its masks."""
 
-import sys
 
 import numpy as np
 import torch
@@ -11,10 +10,9 @@ from solov2_tiny import TINY, TINY_OPTS
 
 from blendmask import load_config
 from blendmask.data import register_shapes, set_num_classes
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, import_script
 
-sys.path.insert(0, str(REPO_ROOT))
-import train_net  # noqa: E402
+train_net = import_script("train_net.py")
 
 CONFIG = REPO_ROOT / "configs" / "Shapes" / "SOLOv2_R18.yaml"
 
@@ -55,8 +53,7 @@ def test_train_net_trains_and_evaluates_solov2(tmp_path):
 
 
 def test_main_job_runs_solov2_beside_blendmask(tmp_path):
-    sys.path.insert(0, str(REPO_ROOT / "tools"))
-    import main_job
+    main_job = import_script("tools/main_job.py")
 
     args = main_job.parse_args(["--models", "BlendMask", "SOLOv2", "--iters", "10"])
     cfgs = {main_job.MODEL_CONFIGS[key][0]: main_job.model_cfg(args, tmp_path, key) for key in args.models}

@@ -2,7 +2,6 @@
 
 import json
 import math
-import sys
 
 import cv2
 import numpy as np
@@ -15,10 +14,9 @@ from detectron2.modeling import build_model
 
 from blendmask import add_blendmask_config
 from blendmask.data import ShapesSpec, register_shapes, set_num_classes
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, import_script
 
-sys.path.insert(0, str(REPO_ROOT))
-import train_net  # noqa: E402
+train_net = import_script("train_net.py")
 
 CONFIG = str(REPO_ROOT / "configs" / "Shapes" / "BlendMask_R18.yaml")
 TINY = ShapesSpec(image_size=64, num_train=6, num_val=3, min_shape_size=12, max_shape_size=32)

@@ -52,10 +52,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("references", nargs="*", metavar="REFERENCE",
                         help=f"any of {', '.join(REFERENCES)} (default: all present)")
-    parser.add_argument("--models", nargs="+", choices=list(REFERENCES), help=argparse.SUPPRESS)  # old spelling
     parser.add_argument("--nchw", action="store_true", help="TEST.CHANNELS_LAST_ON_CPU False")
     args = parser.parse_args(argv)
-    names = list(args.references or args.models or [])
+    names = list(args.references or [])
     unknown = [n for n in names if n not in REFERENCES]
     if unknown:
         parser.error(f"unknown reference {', '.join(unknown)}; choose from {', '.join(REFERENCES)}")

@@ -1,8 +1,18 @@
-"""BlendMask for detectron2.
+"""BlendMask and its family (FCOS, panoptic BlendMask, CenterMask, SOLOv2, AggMask*) for detectron2.
 
 Importing this package registers its components in detectron2's registries:
-``BlendMask`` and ``OneStageDetector`` (META_ARCH_REGISTRY), ``FCOS`` (PROPOSAL_GENERATOR_REGISTRY),
-``build_fcos_resnet_fpn_backbone`` (BACKBONE_REGISTRY) and ``ProtoNet`` (BASIS_MODULE_REGISTRY).
+
+- META_ARCH_REGISTRY: ``OneStageDetector`` (FCOS alone), ``BlendMask`` (and panoptic BlendMask),
+  ``CenterMask``, ``SOLOv2``, ``AggMask``;
+- PROPOSAL_GENERATOR_REGISTRY: ``FCOS``;
+- ROI_HEADS_REGISTRY: ``CenterROIHeads`` (centermask2's yaml files through detectron2's
+  ``GeneralizedRCNN``);
+- BACKBONE_REGISTRY: ``build_fcos_resnet_fpn_backbone``, ``build_vovnet_backbone``,
+  ``build_fcos_vovnet_fpn_backbone``, ``build_vovnet_fpn_backbone``, ``build_mobilenetv2_backbone``,
+  ``build_fcos_mobilenetv2_fpn_backbone``;
+- BASIS_MODULE_REGISTRY (ours): ``ProtoNet``.
+
+Configs: :func:`get_cfg` has every key; ``add_*_config`` add one model's keys to a detectron2 config.
 """
 
 import warnings
@@ -18,6 +28,7 @@ from .config import (
     add_blendmask_config,
     add_centermask_config,
     add_fcos_config,
+    add_solov2_config,
     get_cfg,
     load_config,
 )
@@ -33,6 +44,7 @@ __all__ = [
     "add_blendmask_config",
     "add_centermask_config",
     "add_fcos_config",
+    "add_solov2_config",
     "get_cfg",
     "load_config",
     "detectron2_has_compiled_ops",

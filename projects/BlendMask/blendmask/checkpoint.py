@@ -14,6 +14,7 @@ works) and by ``tools/convert_adelaidet.py``:
 import logging
 import os
 import pickle
+import warnings
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
@@ -75,10 +76,17 @@ ALLOW_PICKLE_ENV = "BLENDMASK_ALLOW_PICKLE"
 
 
 class CheckpointMismatchError(ValueError):
-    """A checkpoint's tensors do not fit the model (e.g. another number of classes) at inference."""
+    """A checkpoint's tensors do not fit the model (e.g. another number of classes) at inference.
+
+    ``mismatched``: the parameter names whose shapes differ; ``class_counts``: (classes in the
+    checkpoint, classes in the model) when a class-specific layer is among them, else None."""
+
+    def __init__(self, message: str, mismatched=(), class_counts=None):
+        super().__init__(message)
+        self.mismatched = list(mismatched)
+        self.class_counts = class_counts
 
 
-# (key suffix, dimension holding the class count) of class-specific layers
 def _class_counts(incorrect_shapes, class_layers):
     """(classes in the checkpoint, classes in the model) from a class-specific layer of
     ``class_layers`` ((parameter name, rows beyond the classes), as the model declares them), or None."""
@@ -121,7 +129,7 @@ class _WeightsOnlyUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
 
 
-class BlendMaskCheckpointer(DetectionCheckpointer):
+class SafeCheckpointer(DetectionCheckpointer):
     """detectron2's checkpointer, made safer: weights-only loading and atomic saving.
 
     - ``.pkl`` files load with an unpickler that admits only numpy arrays and plain data; every
@@ -168,12 +176,14 @@ class BlendMaskCheckpointer(DetectionCheckpointer):
                 raise CheckpointMismatchError(
                     f"{self._loading}: {len(wrong)} tensors do not fit the model this config builds ({listed})."
                     f"{hint} Use the config the weights were trained with: train_net.py saves it as "
-                    "OUTPUT_DIR/config.yaml next to the weights."
+                    "OUTPUT_DIR/config.yaml next to the weights.",
+                    mismatched=[key for key, _, _ in wrong], class_counts=classes,
                 )
             what = (f" (the class-specific layers: {classes[0]} classes in the checkpoint, {classes[1]} in the "
                     "config)" if classes else "")
             logger.warning(f"Fine-tuning from {self._loading}: {len(wrong)} tensors keep their fresh initialisation "
-                           f"because their shapes differ{what}: {listed}")
+                           f"because their shapes differ{what}: {listed}",
+                           extra={"reinitialised": [key for key, _, _ in wrong], "class_counts": classes})
         return incompatible
 
     def _load_file(self, filename):
@@ -232,3 +242,11 @@ def _atomic_write(path: str, write) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def __getattr__(name):
+    if name == "BlendMaskCheckpointer":  # the former name, kept for a while
+        warnings.warn("blendmask.checkpoint.BlendMaskCheckpointer is now SafeCheckpointer (old name deprecated)",
+                      DeprecationWarning, stacklevel=2)
+        return SafeCheckpointer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

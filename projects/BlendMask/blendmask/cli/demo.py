@@ -34,7 +34,7 @@ from tqdm import tqdm
 from blendmask import load_config
 from blendmask.checkpoint import CheckpointMismatchError, UnsafeCheckpointError
 from blendmask.model_zoo import CONFIG_DIR, resolve_config_file
-from blendmask.utils.visualize import Predictor
+from blendmask.utils.visualize import DrawingPredictor as Predictor
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov")

@@ -109,7 +109,7 @@ def main(argv=None):
     except (UnsafeCheckpointError, CheckpointMismatchError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    module = bx.ExportableBlendMask(model, paste_masks=not args.no_paste_masks).eval()
+    module = bx.ExportableModel(model, paste_masks=not args.no_paste_masks).eval()
     samples = sample_inputs(args, cfg)
     _, image, output_size = samples[0]
     out_dir = Path(args.output)

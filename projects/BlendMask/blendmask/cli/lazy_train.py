@@ -10,7 +10,7 @@
 Overrides are ``path.to.key=value`` (detectron2's ``LazyConfig.apply_overrides``). The config's
 ``model``, ``dataloader`` (``train``, ``test``, ``evaluator``), ``optimizer``, ``lr_multiplier`` and
 ``train`` sections are read as detectron2's ``tools/lazyconfig_train_net.py`` reads them; checkpoints
-load weights-only (``BlendMaskCheckpointer``) and the config is saved as OUTPUT/config.yaml.
+load weights-only (``SafeCheckpointer``) and the config is saved as OUTPUT/config.yaml.
 """
 
 import logging
@@ -27,7 +27,7 @@ from detectron2.engine import SimpleTrainer, default_argument_parser, default_se
 from detectron2.engine.defaults import create_ddp_model, default_writers
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 
-from blendmask.checkpoint import BlendMaskCheckpointer, CheckpointMismatchError, UnsafeCheckpointError
+from blendmask.checkpoint import CheckpointMismatchError, SafeCheckpointer, UnsafeCheckpointError
 from blendmask.engine.launch import launch
 from blendmask.model_zoo import resolve_config_file
 
@@ -51,7 +51,7 @@ def do_train(args, cfg):
     train_loader = instantiate(cfg.dataloader.train)
     model = create_ddp_model(model, **cfg.train.ddp)
     trainer = SimpleTrainer(model, train_loader, optimizer)
-    checkpointer = BlendMaskCheckpointer(model, cfg.train.output_dir, trainer=trainer)
+    checkpointer = SafeCheckpointer(model, cfg.train.output_dir, trainer=trainer)
     eval_period = cfg.train.get("eval_period", 0)
     trainer.register_hooks([
         hooks.IterationTimer(),
@@ -82,7 +82,7 @@ def main(args):
     if args.eval_only:
         model = instantiate(cfg.model).to(cfg.train.device)
         model = create_ddp_model(model)
-        BlendMaskCheckpointer(model, strict_shapes=True).load(cfg.train.init_checkpoint)
+        SafeCheckpointer(model, strict_shapes=True).load(cfg.train.init_checkpoint)
         return do_test(cfg, model.eval())
     do_train(args, cfg)
     return None

@@ -35,7 +35,7 @@ from detectron2.engine import default_argument_parser
 from detectron2.utils.logger import setup_logger
 
 import blendmask
-from blendmask.checkpoint import BlendMaskCheckpointer, CheckpointMismatchError, UnsafeCheckpointError
+from blendmask.checkpoint import CheckpointMismatchError, SafeCheckpointer, UnsafeCheckpointError
 from blendmask.data import set_num_classes
 from blendmask.engine import Trainer, register_datasets
 from blendmask.engine.build import warn_if_trained_differently
@@ -65,7 +65,7 @@ def main(args):
     cfg = setup(args)
     if args.eval_only:  # as blendmask.build_model_and_load, or the last checkpoint in OUTPUT_DIR with --resume
         model = Trainer.build_model(cfg)
-        checkpointer = BlendMaskCheckpointer(model, save_dir=cfg.OUTPUT_DIR, strict_shapes=True)  # mismatch: error
+        checkpointer = SafeCheckpointer(model, save_dir=cfg.OUTPUT_DIR, strict_shapes=True)  # mismatch: error
         checkpoint = checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         warn_if_trained_differently(cfg, checkpoint, cfg.MODEL.WEIGHTS)  # e.g. another test size
         return Trainer.test(cfg, model)

@@ -68,6 +68,8 @@ def set_num_classes(cfg, num_classes: Optional[int] = None) -> int:
     for node, key in _NUM_CLASSES_KEYS:
         if node in cfg.MODEL and key in cfg.MODEL[node]:
             if cfg.MODEL[node][key] != num_classes:
-                logger.info(f"MODEL.{node}.{key}: {cfg.MODEL[node][key]} -> {num_classes}")
+                old = cfg.MODEL[node][key]
+                logger.info(f"MODEL.{node}.{key}: {old} -> {num_classes}",
+                            extra={"config_key": f"MODEL.{node}.{key}", "old": old, "new": num_classes})
             cfg.MODEL[node][key] = num_classes
     return num_classes

@@ -53,7 +53,7 @@ class SkipUnreadableMapper(DatasetMapper):
                 SkipUnreadableMapper._told_rle = True
                 logger.info(f"{dataset_dict.get('file_name', 'an image')} has RLE masks: with INPUT.MASK_FORMAT "
                             "'polygon', images with RLE masks are read as bitmasks (set INPUT.MASK_FORMAT bitmask "
-                            "to read every image so)")
+                            "to read every image so)", extra={"rle_image": dataset_dict.get("file_name")})
             self.instance_mask_format = "bitmask"
         try:
             with warnings.catch_warnings():

@@ -6,7 +6,7 @@
 - :class:`Predictor`: one image in, ``{"instances": ...}`` out (a safe ``DefaultPredictor``).
 - :func:`register_datasets`: ``--coco-dataset`` datasets and the built-in shapes dataset.
 
-Every path here reads checkpoints through :class:`blendmask.checkpoint.BlendMaskCheckpointer`:
+Every path here reads checkpoints through :class:`blendmask.checkpoint.SafeCheckpointer`:
 a file that would need pickled code is refused unless ``BLENDMASK_ALLOW_PICKLE=1`` is set.
 """
 

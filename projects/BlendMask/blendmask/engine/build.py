@@ -6,7 +6,7 @@ from typing import Optional
 from detectron2.modeling import build_model
 from torch import nn
 
-from ..checkpoint import BlendMaskCheckpointer
+from ..checkpoint import SafeCheckpointer
 from .precision import set_inference_precision
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,8 @@ def warn_if_trained_differently(cfg, checkpoint: dict, path: str) -> list:
             differing.append(f"{key} {_plain(ours)} (trained with {_plain(theirs)})")
     if differing:
         logger.warning(f"{path} was trained with another config than this one: " + "; ".join(differing)
-                       + ". Use the config saved next to the weights (OUTPUT_DIR/config.yaml) to run it as trained.")
+                       + ". Use the config saved next to the weights (OUTPUT_DIR/config.yaml) to run it as trained.",
+                       extra={"differing": differing})
     return differing
 
 
@@ -52,7 +53,7 @@ def build_model_and_load(cfg, weights: Optional[str] = None, eval_mode: bool = T
     with the weights of ``weights`` (default ``cfg.MODEL.WEIGHTS``; nothing is loaded when both
     are empty).
 
-    Checkpoints are read by :class:`~blendmask.checkpoint.BlendMaskCheckpointer`: tensors, arrays
+    Checkpoints are read by :class:`~blendmask.checkpoint.SafeCheckpointer`: tensors, arrays
     and plain data only. A file that needs other pickled objects raises
     :class:`~blendmask.checkpoint.UnsafeCheckpointError` (set ``BLENDMASK_ALLOW_PICKLE=1`` for
     files you trust). AdelaiDet checkpoints load as they are.
@@ -77,7 +78,7 @@ def build_model_and_load(cfg, weights: Optional[str] = None, eval_mode: bool = T
     model.thing_classes = []  # names of the classes, when the checkpoint carries them (train_net.py's do)
     if path:
         # at inference a checkpoint that does not fit (another class count...) is an error, not a warning
-        checkpoint = BlendMaskCheckpointer(model, strict_shapes=eval_mode).load(path)
+        checkpoint = SafeCheckpointer(model, strict_shapes=eval_mode).load(path)
         model.thing_classes = list(checkpoint.get("thing_classes") or [])
         if eval_mode:
             warn_if_trained_differently(cfg, checkpoint, path)

@@ -8,7 +8,7 @@ from detectron2.data import MetadataCatalog
 from detectron2.engine import DefaultTrainer, TrainerBase
 from detectron2.evaluation import COCOPanopticEvaluator, DatasetEvaluators
 
-from ..checkpoint import BlendMaskCheckpointer
+from ..checkpoint import SafeCheckpointer
 from ..compat import replace_create_ddp_model
 from ..data import build_test_loader, build_train_loader
 from ..evaluation import MaskScoringCOCOEvaluator
@@ -37,7 +37,7 @@ def checkpoint_metadata(cfg) -> dict:
 class Trainer(DefaultTrainer):
     """detectron2's ``DefaultTrainer`` (any detectron2 model) with:
 
-    - checkpoints read weights-only and written atomically (``BlendMaskCheckpointer``), for
+    - checkpoints read weights-only and written atomically (``SafeCheckpointer``), for
       ``resume_or_load`` and the periodic checkpoints alike;
     - training and evaluation loaders that skip records whose image cannot be read, with a
       warning naming it;
@@ -67,7 +67,7 @@ class Trainer(DefaultTrainer):
         # DefaultTrainer.__init__ calls this before anything loads, so every load and save uses it.
         # Each checkpoint carries the class names and the config it was trained with, so the weights
         # alone tell the demo, the predictor and the export what the classes are.
-        self.checkpointer = BlendMaskCheckpointer(
+        self.checkpointer = SafeCheckpointer(
             self.checkpointer.model, self.cfg.OUTPUT_DIR, trainer=weakref.proxy(self),
             extra=checkpoint_metadata(self.cfg),
         )

@@ -1,6 +1,7 @@
-"""Export BlendMask (and FCOS-only models), post-processing included, to TorchScript and ONNX.
+"""Export any model of the package (FCOS, BlendMask, panoptic BlendMask, CenterMask, SOLOv2, AggMask*),
+post-processing included, to TorchScript and ONNX.
 
-``ExportableBlendMask(model)`` is the traceable single-image module; ``api`` builds it from a
+``ExportableModel(model)`` is the traceable single-image module; ``api`` builds it from a
 config, reads images as it expects them, writes and runs the exports; ``compare`` checks exported
 outputs against the eager model; ``panoptic_from_outputs`` turns panoptic BlendMask's outputs into
 its panoptic map on the host. ``tools/export_model.py`` is the command line.
@@ -23,11 +24,11 @@ from .api import (
 )
 from .compare import compare_outputs, eager_predict, match_by_box
 from .panoptic import panoptic_from_outputs
-from .wrapper import INPUT_NAMES, OUTPUT_NAMES, ExportableBlendMask
+from .wrapper import INPUT_NAMES, OUTPUT_NAMES, ExportableModel
 
 __all__ = [
     "EXPORT_FILE_NAMES",
-    "ExportableBlendMask",
+    "ExportableModel",
     "INPUT_NAMES",
     "ONNX_OPSET",
     "OUTPUT_NAMES",
@@ -47,3 +48,11 @@ __all__ = [
     "run_onnx",
     "write_spec",
 ]
+
+
+def __getattr__(name):
+    if name == "ExportableBlendMask":  # the former name, kept for a while
+        from . import wrapper
+
+        return wrapper.ExportableBlendMask  # warns
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

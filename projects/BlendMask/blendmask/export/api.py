@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..modeling.contract import model_outputs
-from .wrapper import INPUT_NAMES, OUTPUT_NAMES, ExportableBlendMask
+from .wrapper import INPUT_NAMES, OUTPUT_NAMES, ExportableModel
 
 ONNX_OPSET = 17  # RoiAlign with half_pixel (ROIAlignV2) needs >= 16, GridSample >= 16
 
@@ -49,7 +49,7 @@ def prepare_image(original_hwc: np.ndarray, cfg) -> Tuple[torch.Tensor, torch.Te
 
 @contextmanager
 def quiet_export_warnings():
-    """Silence the tracer's and the legacy exporter's generic warnings (see ``ExportableBlendMask``:
+    """Silence the tracer's and the legacy exporter's generic warnings (see ``ExportableModel``:
     nothing data-dependent is turned into a constant; the tests check other sizes and counts)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
@@ -59,7 +59,7 @@ def quiet_export_warnings():
         yield
 
 
-def export_torchscript(module: ExportableBlendMask, image: torch.Tensor, output_size: torch.Tensor, path) -> Path:
+def export_torchscript(module: ExportableModel, image: torch.Tensor, output_size: torch.Tensor, path) -> Path:
     """Trace ``module`` on one sample and save it; the file runs with torch + torchvision only."""
     path = Path(path)
     with torch.no_grad(), quiet_export_warnings():
@@ -76,7 +76,7 @@ def load_torchscript(path) -> torch.jit.ScriptModule:
 
 
 def export_onnx(
-    module: ExportableBlendMask, image: torch.Tensor, output_size: torch.Tensor, path,
+    module: ExportableModel, image: torch.Tensor, output_size: torch.Tensor, path,
     opset: int = ONNX_OPSET, metadata: Dict[str, str] = None,
 ) -> Path:
     """Export through the TorchScript-based ONNX exporter (``dynamo=False``), dynamic H, W and N."""
@@ -130,7 +130,7 @@ def run_onnx(session, image: torch.Tensor, output_size: torch.Tensor):
 EXPORT_FILE_NAMES = {"torchscript": "model.ts", "onnx": "model.onnx"}
 
 
-def export_and_load(module: ExportableBlendMask, image: torch.Tensor, output_size: torch.Tensor, backend: str,
+def export_and_load(module: ExportableModel, image: torch.Tensor, output_size: torch.Tensor, backend: str,
                     out_dir, num_threads: int = 0, **onnx_kwargs):
     """Export ``module`` (traced on one sample) as ``backend`` ("torchscript" or "onnx") into
     ``out_dir`` and load it back: (path, a function (image, output_size) -> outputs in
@@ -152,7 +152,7 @@ def export_and_load(module: ExportableBlendMask, image: torch.Tensor, output_siz
     return path, run
 
 
-def io_spec(module: ExportableBlendMask, cfg) -> Dict:
+def io_spec(module: ExportableModel, cfg) -> Dict:
     """A JSON-able description of the exported graph's inputs, outputs and pre-processing."""
     model = module.model
     outputs = model_outputs(model)

@@ -18,7 +18,7 @@ from ..modeling.blendmask.panoptic import PanopticCombine
 
 def panoptic_from_outputs(outputs: Sequence[torch.Tensor], output_names: Sequence[str], combine: PanopticCombine):
     """(panoptic_seg (H, W) int32, segments_info) from one image's exported outputs, named by
-    ``output_names`` (``ExportableBlendMask.output_names``); ``combine``: the model's
+    ``output_names`` (``ExportableModel.output_names``); ``combine``: the model's
     ``panoptic_combine`` or ``PanopticCombine.from_config(cfg)`` (``MODEL.PANOPTIC_FPN.COMBINE.*``).
     The same result as the eager model's "panoptic_seg" on the same instances and logits."""
     named = dict(zip(output_names, outputs))

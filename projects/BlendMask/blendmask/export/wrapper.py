@@ -8,6 +8,7 @@ depends on the image or on the detections, so one traced graph serves every inpu
 detection count.
 """
 
+import warnings
 from typing import Optional
 
 import torch
@@ -33,7 +34,7 @@ def _traced_length(line: torch.Tensor) -> torch.Tensor:
     return torch.ones_like(line, dtype=torch.int64).sum()
 
 
-class ExportableBlendMask(nn.Module):
+class ExportableModel(nn.Module):
     """Single-image inference of a BlendMask (or FCOS-only) model, as one traceable graph.
 
     Any model with ``normalize``, ``backbone`` (with ``size_divisibility``), ``backbone_input``,
@@ -71,8 +72,7 @@ class ExportableBlendMask(nn.Module):
 
     @property
     def num_classes(self) -> int:
-        model = self.model
-        return int(model.num_classes if hasattr(model, "num_classes") else model.proposal_generator.num_classes)
+        return int(self.model.num_classes)
 
     @property
     def output_names(self):
@@ -100,3 +100,11 @@ class ExportableBlendMask(nn.Module):
         outputs = (boxes, result["scores"], result["classes"], probs, masks)
         outputs += (result[MASK_SCORES],) if self.has_mask_scores else ()
         return outputs + ((result[SEM_SEG],) if self.has_sem_seg else ())
+
+
+def __getattr__(name):
+    if name == "ExportableBlendMask":  # the former name, kept for a while
+        warnings.warn("blendmask.export.wrapper.ExportableBlendMask is now ExportableModel (old name deprecated)",
+                      DeprecationWarning, stacklevel=2)
+        return ExportableModel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

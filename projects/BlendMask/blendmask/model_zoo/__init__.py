@@ -127,7 +127,7 @@ def get(name: str, trained: bool = False, device: str = None):
     if path.endswith(".py"):
         from detectron2.config import instantiate
 
-        from ..checkpoint import BlendMaskCheckpointer
+        from ..checkpoint import SafeCheckpointer
 
         cfg = get_config(name, trained=trained)
         model = instantiate(cfg.model)
@@ -135,7 +135,7 @@ def get(name: str, trained: bool = False, device: str = None):
         weights = cfg.train.get("init_checkpoint", "") if "train" in cfg else ""
         model.thing_classes = []
         if weights:
-            checkpoint = BlendMaskCheckpointer(model, strict_shapes=True).load(weights)
+            checkpoint = SafeCheckpointer(model, strict_shapes=True).load(weights)
             model.thing_classes = list(checkpoint.get("thing_classes") or [])
         return model.eval()
     from ..engine import build_model_and_load

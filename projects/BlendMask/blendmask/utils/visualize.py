@@ -8,6 +8,7 @@ which class names are drawn. For panoptic models ``predict`` also returns the pa
 ``draw`` paints with ``Visualizer.draw_panoptic_seg`` (things and stuff, ``panoptic_metadata``).
 """
 
+import warnings
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -68,7 +69,7 @@ def panoptic_metadata(metadata: Metadata, segments_info) -> Metadata:
                     stuff_classes=["things"] + [f"stuff {k}" for k in range(1, n)])
 
 
-class Predictor:
+class DrawingPredictor:
     """A model from ``cfg`` (weights from ``cfg.MODEL.WEIGHTS``, loaded weights-only: a checkpoint
     that needs pickled code raises ``UnsafeCheckpointError``) that predicts and draws instances.
 
@@ -222,3 +223,11 @@ def draw_instances(visualizer: Visualizer, instances: Instances):
         boxes=instances.pred_boxes if instances.has("pred_boxes") else None,
         labels=labels, alpha=0.5,
     )
+
+
+def __getattr__(name):
+    if name == "Predictor":  # the former name, kept for a while
+        warnings.warn("blendmask.utils.visualize.Predictor is now DrawingPredictor (old name deprecated)",
+                      DeprecationWarning, stacklevel=2)
+        return DrawingPredictor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

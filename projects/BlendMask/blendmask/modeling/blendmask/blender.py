@@ -75,11 +75,6 @@ class Blender(nn.Module):
             loss_weight=bm.INSTANCE_LOSS_WEIGHT,
         )
 
-    @property
-    def attn_len(self) -> int:
-        """Channels of the attention ("top layer") output: K * M * M."""
-        return self.num_bases * self.attn_size * self.attn_size
-
     def mask_probs(self, bases: List[torch.Tensor], boxes: List[torch.Tensor], attns: torch.Tensor) -> torch.Tensor:
         """(n, R, R) mask probabilities for the boxes of every image (unclipped XYXY, input pixels,
         images concatenated in order) and their attentions (n, K*M*M)."""
