@@ -221,6 +221,32 @@ def test_export_verifies_against_eager(key, fmt, data, trained, tmp_path):
     assert (tmp_path / "export" / ("model.onnx" if fmt == "onnx" else "model.ts")).exists()
 
 
+def _box_free(model):
+    return "box-free_masks:_no_boxes_to_replace" if model.key in ("solov2", "aggmask") else (
+        "no_mask_branch" if model.key == "fcos" else None)
+
+
+@pytest.mark.parametrize("key", _cells("diagnose", _box_free))
+def test_diagnose_oracles_run(key, data, trained):
+    """tools/diagnose_blendmask.py replaces boxes and classes before the mask branch: every model
+    with box masks runs all four oracle evaluations."""
+    diagnose = import_script("tools/diagnose_blendmask.py")
+    out = trained(key)
+    dataset = data["panoptic"]["val"] if MODELS[key].no_coco_data else "matrix_mixed"
+    code = diagnose.main(["--config-file", str(out / "config.yaml"), "--weights", str(out / "model_final.pth"),
+                          "--dataset", dataset, "--threads", "2"])
+    assert code == 0
+
+
+@pytest.mark.parametrize("key", ["solov2", "fcos"])
+def test_diagnose_refuses_models_without_box_masks(key, trained, capsys):
+    diagnose = import_script("tools/diagnose_blendmask.py")
+    out = trained(key)
+    code = diagnose.main(["--config-file", str(out / "config.yaml"), "--weights", str(out / "model_final.pth"),
+                          "--dataset", "matrix_mixed"])
+    assert code == 2 and "masks inside detected boxes" in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def two_process_runs(data, tmp_path_factory):
     """Every model trained 2 iterations by two processes (one launch for all models)."""

@@ -1,5 +1,7 @@
 #!/usr/bin/env python
-"""Where does a trained FCOS-based model (BlendMask, CenterMask) lose its mask AP? Oracle evaluations.
+"""Where does a trained model whose mask branch works in boxes (BlendMask, panoptic BlendMask, CenterMask,
+any model declaring box masks) lose its mask AP? Oracle evaluations. Box-free models (SOLOv2, AggMask*)
+are refused: there is no box to replace before their masks.
 
     python tools/diagnose_blendmask.py --config-file configs/Shapes/BlendMask_R18.yaml \\
         --weights output/main_job/blendmask/model_final.pth [--dataset shapes_val] [KEY VALUE ...]
@@ -89,7 +91,7 @@ class OracleHook:
         self.batch = batched_inputs
         return self._forward(batched_inputs)
 
-    def add_masks(self, features, fcos):
+    def add_masks(self, features, fcos, *args, **kwargs):  # CenterMask's also takes the image sizes
         edited = []
         for x, det in zip(self.batch, fcos.detections):
             boxes, classes = self.gt[x["image_id"]]
@@ -98,40 +100,20 @@ class OracleHook:
             edited.append(apply_oracle(det, (boxes * scale).to(det["boxes"].device),
                                        classes.to(det["classes"].device), self.mode, self.counter))
         fcos.detections = edited
-        return self._add_masks(features, fcos)
+        return self._add_masks(features, fcos, *args, **kwargs)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", required=True)
-    parser.add_argument("--weights", required=True)
-    parser.add_argument("--dataset", default=None, help="default: the config's first DATASETS.TEST")
-    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("opts", nargs=argparse.REMAINDER)
-    args = parser.parse_args(argv)
-    from detectron2.utils.logger import setup_logger
-
-    import blendmask
-    from blendmask.data import build_test_loader, register_shapes, set_num_classes
-    from blendmask.engine import build_model_and_load
+def diagnose(model, cfg, dataset: str, modes=MODES):
+    """Evaluate ``model`` on ``dataset`` in each oracle mode; rows (mode, bbox AP, segm AP, AP50,
+    AP75, note). ``model`` must declare box masks (see :func:`main`)."""
+    from blendmask.data import build_test_loader
     from blendmask.utils.env import detectron2_has_compiled_ops
 
-    setup_logger(name="blendmask", abbrev_name="bm")
-    logging.getLogger("detectron2").setLevel(logging.WARNING)
-    torch.set_num_threads(args.threads)
-    register_shapes()
-    cfg = blendmask.load_config(args.config_file, ["MODEL.DEVICE", "cpu", *args.opts])
-    set_num_classes(cfg)
-    dataset = args.dataset or cfg.DATASETS.TEST[0]
-    model = build_model_and_load(cfg, args.weights)
-    if not hasattr(model, "add_masks"):
-        sys.exit(f"{type(model).__name__} has no add_masks: the oracles need an FCOS-based mask model")
     records = DatasetCatalog.get(dataset)
     hook = OracleHook(model, ground_truth_boxes(records))
     loader = build_test_loader(cfg, dataset)
     rows = []
-    for mode in args.modes:
+    for mode in modes:
         hook.mode, hook.counter["missed"] = mode, 0
         evaluator = COCOEvaluator(dataset, tasks=("bbox", "segm"), distributed=False,
                                   use_fast_impl=detectron2_has_compiled_ops())
@@ -140,11 +122,49 @@ def main(argv=None):
             if mode == "one per object" else ""
         rows.append((mode, res["bbox"]["AP"], res["segm"]["AP"], res["segm"]["AP50"], res["segm"]["AP75"], note))
         print(f"{mode}: bbox AP {res['bbox']['AP']:.1f}, segm AP {res['segm']['AP']:.1f}{note}", flush=True)
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", required=True)
+    parser.add_argument("--weights", required=True)
+    parser.add_argument("--dataset", default=None, help="default: the config's first DATASETS.TEST")
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--coco-dataset", nargs=3, action="append", metavar=("NAME", "JSON", "IMAGE_ROOT"),
+                        help="register a COCO-format dataset under NAME (as train_net.py); pass --dataset NAME")
+    parser.add_argument("opts", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    from detectron2.utils.logger import setup_logger
+
+    import blendmask
+    from blendmask.data import set_num_classes
+    from blendmask.engine import build_model_and_load, register_datasets
+    from blendmask.modeling.contract import model_outputs
+
+    setup_logger(name="blendmask", abbrev_name="bm")
+    logging.getLogger("detectron2").setLevel(logging.WARNING)
+    torch.set_num_threads(args.threads)
+    cfg = blendmask.load_config(args.config_file, ["MODEL.DEVICE", "cpu", *args.opts])
+    dataset = args.dataset or cfg.DATASETS.TEST[0]
+    cfg.DATASETS.TEST = (dataset,)
+    register_datasets(cfg, args.coco_dataset or ())  # the built-in shapes when named, else --coco-dataset
+    set_num_classes(cfg)
+    model = build_model_and_load(cfg, args.weights)
+    outputs = model_outputs(model)
+    if outputs.masks != "box" or not hasattr(model, "add_masks"):
+        print(f"error: {type(model).__name__} predicts {outputs.masks!r} masks, not masks inside detected boxes: "
+              "the oracles replace the boxes and classes its mask branch would crop, and it has none",
+              file=sys.stderr)
+        return 2
+    rows = diagnose(model, cfg, dataset, args.modes)
     print(f"\n{MetadataCatalog.get(dataset).name}, {args.weights}")
     print(f"{'evaluation':<20} {'bbox AP':>8} {'segm AP':>8} {'AP50':>6} {'AP75':>6}")
     for mode, bb, sg, s50, s75, note in rows:
         print(f"{mode:<20} {bb:>8.1f} {sg:>8.1f} {s50:>6.1f} {s75:>6.1f}{note}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
