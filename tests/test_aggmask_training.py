@@ -1,10 +1,8 @@
-"""AggMask* trains on the synthetic shapes (configs/Shapes/AggMask_R18.yaml: SOLOv2_R18's model,
-data and schedule plus the aggregation) through train_net and the package Trainer, evaluates, and
-demo/demo.py draws it."""
+"""AggMask*'s shapes config (configs/Shapes/AggMask_R18.yaml: SOLOv2_R18's model, data and schedule
+plus the aggregation), its losses on a fixed batch, clear errors on bad input, and its diagnosis
+tool. Training through train_net.py, evaluation, the demo and export: the models x paths matrix
+(tests/test_matrix.py)."""
 
-import importlib.util
-
-import cv2
 import numpy as np
 import torch
 from detectron2.data import DatasetCatalog, DatasetMapper
@@ -14,8 +12,6 @@ from solov2_tiny import TINY, TINY_OPTS
 from blendmask import load_config
 from blendmask.data import register_shapes, set_num_classes
 from conftest import REPO_ROOT, import_script
-
-train_net = import_script("train_net.py")
 
 CONFIG = REPO_ROOT / "configs" / "Shapes" / "AggMask_R18.yaml"
 
@@ -56,38 +52,6 @@ def test_loss_decreases_on_a_fixed_batch(tmp_path):
         assert any(not torch.equal(before[k], v) for k, v in model.named_parameters() if k.startswith(prefix)), prefix
 
 
-def test_train_net_trains_and_evaluates_aggmask(tmp_path):
-    names = register_shapes(tmp_path, TINY, prefix="aggmask_tt_shapes")
-    opts = [*TINY_OPTS, "DATASETS.TRAIN", f"('{names['train']}',)", "DATASETS.TEST", f"('{names['val']}',)",
-            "SOLVER.MAX_ITER", "2", "OUTPUT_DIR", str(tmp_path / "out")]
-    train_net.main(train_net.argument_parser().parse_args(["--config-file", str(CONFIG), *opts]))
-    weights = tmp_path / "out" / "model_final.pth"
-    assert weights.exists()
-    results = train_net.main(train_net.argument_parser().parse_args(
-        ["--config-file", str(CONFIG), "--eval-only", *opts, "MODEL.WEIGHTS", str(weights)]))
-    assert set(results) == {"bbox", "segm"}
-    assert np.isfinite(results["bbox"]["AP"]) and np.isfinite(results["segm"]["AP"])
-
-
-def test_demo_draws_aggmask(tmp_path):
-    """demo/demo.py draws a (2-iteration) trained AggMask*'s detections."""
-    names = register_shapes(tmp_path, TINY, prefix="aggmask_demo_shapes")
-    opts = [*TINY_OPTS, "DATASETS.TRAIN", f"('{names['train']}',)", "DATASETS.TEST", f"('{names['val']}',)",
-            "SOLVER.MAX_ITER", "2", "OUTPUT_DIR", str(tmp_path / "out")]
-    train_net.main(train_net.argument_parser().parse_args(["--config-file", str(CONFIG), *opts]))
-    weights = tmp_path / "out" / "model_final.pth"
-    spec = importlib.util.spec_from_file_location("blendmask_demo_aggmask", REPO_ROOT / "demo" / "demo.py")
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
-    image = DatasetCatalog.get(names["val"])[0]["file_name"]
-    code = demo.main(["--input", image, "--output", str(tmp_path / "drawn.png"), "--config-file", str(CONFIG),
-                      "--confidence-threshold", "0.0", "--opts", *opts, "MODEL.WEIGHTS", str(weights)])
-    assert code == 0
-    drawn = cv2.imread(str(tmp_path / "drawn.png"))
-    original = cv2.imread(image)
-    assert drawn.shape == original.shape and (drawn != original).any()
-
-
 def test_bad_input_fails_clearly():
     import pytest
 
@@ -109,9 +73,7 @@ def test_bad_input_fails_clearly():
 def test_diagnose_aggmask_reports_the_per_cell_networks(tmp_path, capsys):
     import pytest
 
-    spec = importlib.util.spec_from_file_location("diagnose_aggmask", REPO_ROOT / "tools" / "diagnose_aggmask.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = import_script("tools/diagnose_aggmask.py")
     names = register_shapes(tmp_path, TINY, prefix="aggmask_diagnose_shapes")
     rows = tool.main(["--iters", "2", "--config", str(CONFIG), *TINY_OPTS, "DATASETS.TRAIN", f"('{names['train']}',)",
                       "DATASETS.TEST", "()"])

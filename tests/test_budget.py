@@ -117,6 +117,9 @@ def test_main_job_parses_models_and_builds_every_existing_config(tmp_path):
         cfg = main_job.model_cfg(main_job.parse_args(["--iters", "10"]), tmp_path, key)
         assert cfg.SOLVER.MAX_ITER == 10 and cfg.OUTPUT_DIR == str(tmp_path / key), name
         assert cfg.SOLVER.IMS_PER_BATCH == 8 and cfg.INPUT.MIN_SIZE_TEST == 128, name  # same data and batch
+        expected_arch = {"mask_rcnn": "GeneralizedRCNN", "centermask": "CenterMask", "solov2": "SOLOv2",
+                         "aggmask": "AggMask", "blendmask": "BlendMask"}[key]
+        assert cfg.MODEL.META_ARCHITECTURE == expected_arch, name
 
 
 def test_iteration_training_gets_a_clock_and_a_curve(tmp_path):

@@ -5,13 +5,12 @@ import copy
 import csv
 import math
 
-import numpy as np
 import pytest
 import torch
 from detectron2.config import get_cfg as detectron2_get_cfg
 from detectron2.modeling import build_model
 from detectron2.structures import BitMasks
-from solov2_fixtures import SOLOV2_DIR, solov2_file
+from solov2_fixtures import solov2_file
 from torch.nn import functional as F
 
 from blendmask import get_cfg, load_config
@@ -270,11 +269,6 @@ def test_small_model_trains_and_infers():
         model.ins_head.cate_pred.bias.fill_(-50.0)  # nothing fires: an empty result, right types
         empty = model([{"image": image}])[0]["instances"]
     assert len(empty) == 0 and empty.pred_masks.shape == (0, 100, 132) and empty.pred_boxes.tensor.shape == (0, 4)
-
-
-def test_reference_dir_constant_points_at_shared():
-    assert SOLOV2_DIR.name == "solov2"
-    assert np is not None
 
 
 def test_set_num_classes_without_metadata_keeps_solov2s_own_count():
