@@ -22,11 +22,11 @@ from detectron2.utils.visualizer import ColorMode, GenericMask, Visualizer
 from ..engine.predictor import Predictor as ModelPredictor
 from ..inference import mask_crops, select_masks
 
-COCO_METADATA_NAME = "coco_2017_val"
-# Above this many pixels ``Predictor.draw`` draws with OpenCV in place of detectron2's Visualizer:
+COCO_METADATA_NAME = "coco_2017_val"  # registered with its 80 class names by ``import detectron2.data``
+# Above this many pixels ``DrawingPredictor.draw`` draws with OpenCV in place of detectron2's Visualizer:
 # matplotlib resamples the photo in floating point, about 100 bytes a pixel (2.5 GB for a 24 MP
 # photo with nothing drawn on it), where OpenCV needs a copy of the photo (3 bytes a pixel).
-LARGE_PHOTO = 4_000_000  # registered with its 80 class names by ``import detectron2.data``
+LARGE_PHOTO = 4_000_000
 
 
 def num_classes(cfg) -> int:
