@@ -70,8 +70,8 @@ def build_model_and_load(cfg, weights: Optional[str] = None, eval_mode: bool = T
     """
     from ..config.centermask import resolve_centermask_meta_architecture
 
-    if cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN" and not cfg.is_frozen():
-        resolve_centermask_meta_architecture(cfg)  # centermask2's configs name CenterMask so
+    if not cfg.is_frozen():  # centermask2's configs (GeneralizedRCNN + CenterROIHeads) as our faster CenterMask;
+        resolve_centermask_meta_architecture(cfg)  # frozen, they build with detectron2's GeneralizedRCNN
     model = build_model(cfg)
     set_inference_precision(model, cfg.TEST.get("PRECISION", "fp32"))
     path = weights or cfg.MODEL.WEIGHTS
