@@ -72,3 +72,37 @@ def test_set_metric_printers_max_iter_changes_the_printers_eta_horizon():
     trainer.register_hooks([PeriodicWriter([printer])])
     assert compat.set_metric_printers_max_iter(trainer, 500) == 1
     assert printer._max_iter == 500
+
+
+def test_training_loop_access_and_replacement_on_a_default_trainer(tmp_path):
+    from detectron2.engine import DefaultTrainer, SimpleTrainer
+
+    from blendmask import get_cfg
+
+    cfg = get_cfg()
+    cfg.merge_from_list(["MODEL.DEVICE", "cpu", "OUTPUT_DIR", str(tmp_path), "DATASETS.TRAIN", "('coco_2017_val',)"])
+
+    class NoData(DefaultTrainer):  # only the attributes, no dataset
+        @classmethod
+        def build_train_loader(cls, cfg):
+            return [[]]
+
+    trainer = NoData(cfg)
+    loop = compat.training_loop_of(trainer)
+    assert isinstance(loop, SimpleTrainer) and loop.model is trainer.model
+    replacement = SimpleTrainer(loop.model, [[{"batch": 1}]], loop.optimizer)
+    compat.replace_training_loop(trainer, replacement)
+    assert compat.training_loop_of(trainer) is replacement
+    assert compat.next_batch(replacement) == [{"batch": 1}]
+
+
+def test_write_step_metrics_puts_the_losses_in_the_event_storage():
+    import torch
+    from detectron2.engine import SimpleTrainer
+    from detectron2.utils.events import EventStorage
+
+    model = torch.nn.Linear(1, 1)
+    loop = SimpleTrainer(model, [[]], torch.optim.SGD(model.parameters(), lr=0.1))
+    with EventStorage() as storage:
+        compat.write_step_metrics(loop, {"loss_a": torch.tensor(0.5), "loss_b": torch.tensor(0.25)}, 0.01)
+        assert storage.latest()["total_loss"][0] == 0.75 and storage.latest()["loss_a"][0] == 0.5

@@ -84,3 +84,27 @@ def set_metric_printers_max_iter(trainer, max_iter: int) -> int:
                 writer._max_iter = max_iter
                 changed += 1
     return changed
+
+
+def training_loop_of(trainer):
+    """The ``SimpleTrainer``-like loop a ``DefaultTrainer`` runs its steps with
+    (``DefaultTrainer._trainer``, 0.6 and main; its state is saved under "_trainer")."""
+    return trainer._trainer
+
+
+def replace_training_loop(trainer, loop) -> None:
+    """Make ``trainer`` (a ``DefaultTrainer``) run its steps with ``loop`` (e.g. our mixed-precision
+    loop in place of the ``SimpleTrainer``/``AMPTrainer`` it built)."""
+    trainer._trainer = loop
+
+
+def next_batch(loop):
+    """The next batch of a ``SimpleTrainer``'s data loader (its ``_data_loader_iter``, which
+    detectron2's own ``AMPTrainer`` reads too; created on first use on main)."""
+    return next(loop._data_loader_iter)
+
+
+def write_step_metrics(loop, loss_dict, data_time: float) -> None:
+    """``SimpleTrainer._write_metrics``: the losses and data time of a step to the event storage
+    (reduced across processes), as detectron2's ``AMPTrainer`` writes them."""
+    loop._write_metrics(loss_dict, data_time)

@@ -17,6 +17,7 @@ import torch
 from detectron2.engine import SimpleTrainer
 from detectron2.utils import comm
 
+from ..compat import next_batch, write_step_metrics
 from .precision import resolve_precision
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class MixedPrecisionTrainer(SimpleTrainer):
     def run_step(self):
         assert self.model.training, "[MixedPrecisionTrainer] model was changed to eval mode!"
         start = time.perf_counter()
-        data = next(self._data_loader_iter)
+        data = next_batch(self)
         data_time = time.perf_counter() - start
         with torch.autocast(self.device_type, dtype=self.dtype, enabled=self.dtype is not torch.float32):
             loss_dict = self.model(data)
@@ -63,12 +64,12 @@ class MixedPrecisionTrainer(SimpleTrainer):
         self.optimizer.zero_grad()
         if self.grad_scaler is None:
             losses.backward()
-            self._write_metrics(loss_dict, data_time)
+            write_step_metrics(self, loss_dict, data_time)
             self.optimizer.step()
             return
         self.grad_scaler.scale(losses).backward()
         if self._all_finite(losses):
-            self._write_metrics(loss_dict, data_time)
+            write_step_metrics(self, loss_dict, data_time)
         else:  # the scaler sees inf/NaN gradients and skips the step; detectron2 would raise here
             self.skipped_steps += 1
             logger.warning(f"iteration {self.iter}: the loss is not finite under float16; step skipped, "

@@ -9,7 +9,7 @@ from detectron2.engine import DefaultTrainer, TrainerBase
 from detectron2.evaluation import COCOPanopticEvaluator, DatasetEvaluators
 
 from ..checkpoint import SafeCheckpointer
-from ..compat import replace_create_ddp_model
+from ..compat import replace_create_ddp_model, replace_training_loop, training_loop_of
 from ..data import build_test_loader, build_train_loader
 from ..evaluation import MaskScoringCOCOEvaluator
 from ..utils.env import detectron2_has_compiled_ops
@@ -59,9 +59,9 @@ class Trainer(DefaultTrainer):
         with replace_create_ddp_model(create_ddp_model):
             super().__init__(cfg)
         if cfg.SOLVER.AMP.ENABLED:  # detectron2's AMPTrainer runs on CUDA only: ours on CPUs too
-            d2 = self._trainer
-            self._trainer = MixedPrecisionTrainer(d2.model, d2.data_loader, d2.optimizer,
-                                                  cfg.SOLVER.AMP.get("PRECISION", "auto"))
+            d2 = training_loop_of(self)
+            replace_training_loop(self, MixedPrecisionTrainer(d2.model, d2.data_loader, d2.optimizer,
+                                                              cfg.SOLVER.AMP.get("PRECISION", "auto")))
 
     def build_hooks(self):
         # DefaultTrainer.__init__ calls this before anything loads, so every load and save uses it.
@@ -90,7 +90,7 @@ class Trainer(DefaultTrainer):
     def state_dict(self):
         state = super().state_dict()
         if "_trainer" not in state:
-            state["_trainer"] = self._trainer.state_dict()
+            state["_trainer"] = training_loop_of(self).state_dict()
         return state
 
     def load_state_dict(self, state_dict):
@@ -100,7 +100,7 @@ class Trainer(DefaultTrainer):
             return
         super().load_state_dict(state_dict)
         if not _D2_SAVES_OPTIMIZER:
-            self._trainer.load_state_dict(state_dict["_trainer"])
+            training_loop_of(self).load_state_dict(state_dict["_trainer"])
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
