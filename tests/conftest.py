@@ -57,6 +57,25 @@ def capture_records(name: str = "blendmask", level: int = logging.DEBUG):
         logger.setLevel(saved)
 
 
+def fixed_batch_losses(model, batch, steps: int, lr: float, expected_losses=None):
+    """Train ``model`` (training mode) ``steps`` SGD steps (momentum 0.9) on one fixed ``batch``;
+    every step's losses must be finite (and, with ``expected_losses``, exactly those keys).
+    Returns the total loss of each step."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    history = []
+    for _ in range(steps):
+        losses = model(batch)
+        if expected_losses is not None:
+            assert set(losses) == set(expected_losses), sorted(losses)
+        assert all(torch.isfinite(v) for v in losses.values()), losses
+        total = sum(losses.values())
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        history.append(total.item())
+    return history
+
+
 def reference_file(name: str) -> Path:
     """Path of a file in ../shared/reference/adelaidet; skips the test when it is absent."""
     path = REFERENCE_DIR / name

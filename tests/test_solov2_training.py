@@ -10,7 +10,7 @@ from solov2_tiny import TINY, TINY_OPTS
 
 from blendmask import load_config
 from blendmask.data import register_shapes, set_num_classes
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, fixed_batch_losses
 
 CONFIG = REPO_ROOT / "configs" / "Shapes" / "SOLOv2_R18.yaml"
 
@@ -23,15 +23,5 @@ def test_loss_decreases_on_a_fixed_batch(tmp_path):
     batch = [mapper(d) for d in DatasetCatalog.get(names["train"])[:2]]
     torch.manual_seed(0)
     model = build_model(cfg).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    history = []
-    for _ in range(15):
-        losses = model(batch)
-        assert set(losses) == {"loss_ins", "loss_cate"}
-        assert all(torch.isfinite(v) for v in losses.values()), losses
-        total = sum(losses.values())
-        optimizer.zero_grad()
-        total.backward()
-        optimizer.step()
-        history.append(total.item())
+    history = fixed_batch_losses(model, batch, steps=15, lr=0.01, expected_losses={"loss_ins", "loss_cate"})
     assert np.mean(history[-3:]) < 0.75 * history[0], history

@@ -14,7 +14,7 @@ from detectron2.modeling import build_model
 
 from blendmask import add_blendmask_config
 from blendmask.data import ShapesSpec, register_shapes, set_num_classes
-from conftest import REPO_ROOT, import_script
+from conftest import REPO_ROOT, fixed_batch_losses, import_script
 
 train_net = import_script("train_net.py")
 
@@ -51,17 +51,8 @@ def test_loss_is_finite_and_decreases_on_a_fixed_batch(tmp_path):
     torch.manual_seed(0)
     model = build_model(cfg)
     model.train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
-    history = []
-    for _ in range(20):
-        losses = model(batch)
-        assert set(losses) == {"loss_fcos_cls", "loss_fcos_loc", "loss_fcos_ctr", "loss_mask", "loss_basis_sem"}
-        assert all(torch.isfinite(v) for v in losses.values()), losses
-        total = sum(losses.values())
-        optimizer.zero_grad()
-        total.backward()
-        optimizer.step()
-        history.append(total.item())
+    history = fixed_batch_losses(model, batch, steps=20, lr=0.02, expected_losses={
+        "loss_fcos_cls", "loss_fcos_loc", "loss_fcos_ctr", "loss_mask", "loss_basis_sem"})
     assert np.mean(history[-3:]) < 0.7 * history[0], history
 
 

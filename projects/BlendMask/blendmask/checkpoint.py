@@ -14,12 +14,13 @@ works) and by ``tools/convert_adelaidet.py``:
 import logging
 import os
 import pickle
-import warnings
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
+
+from .utils.deprecation import deprecated_names
 
 logger = logging.getLogger(__name__)
 
@@ -244,9 +245,4 @@ def _atomic_write(path: str, write) -> None:
     os.replace(tmp, path)
 
 
-def __getattr__(name):
-    if name == "BlendMaskCheckpointer":  # the former name, kept for a while
-        warnings.warn("blendmask.checkpoint.BlendMaskCheckpointer is now SafeCheckpointer (old name deprecated)",
-                      DeprecationWarning, stacklevel=2)
-        return SafeCheckpointer
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = deprecated_names(__name__, {"BlendMaskCheckpointer": lambda: SafeCheckpointer})

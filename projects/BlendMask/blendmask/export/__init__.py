@@ -7,6 +7,7 @@ outputs against the eager model; ``panoptic_from_outputs`` turns panoptic BlendM
 its panoptic map on the host. ``tools/export_model.py`` is the command line.
 """
 
+from ..utils.deprecation import deprecated_names
 from .api import (
     EXPORT_FILE_NAMES,
     ONNX_OPSET,
@@ -50,9 +51,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name):
-    if name == "ExportableBlendMask":  # the former name, kept for a while
-        from . import wrapper
-
-        return wrapper.ExportableBlendMask  # warns
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = deprecated_names(__name__, {"ExportableBlendMask": lambda: ExportableModel})

@@ -8,7 +8,6 @@ depends on the image or on the detections, so one traced graph serves every inpu
 detection count.
 """
 
-import warnings
 from typing import Optional
 
 import torch
@@ -17,6 +16,7 @@ from torch.nn import functional as F
 
 from ..inference import ONNX, TORCHSCRIPT, InferenceBackend
 from ..modeling.contract import model_outputs
+from ..utils.deprecation import deprecated_names
 
 INPUT_NAMES = ("image", "output_size")
 OUTPUT_NAMES = ("boxes", "scores", "classes", "mask_probs", "masks")
@@ -102,9 +102,4 @@ class ExportableModel(nn.Module):
         return outputs + ((result[SEM_SEG],) if self.has_sem_seg else ())
 
 
-def __getattr__(name):
-    if name == "ExportableBlendMask":  # the former name, kept for a while
-        warnings.warn("blendmask.export.wrapper.ExportableBlendMask is now ExportableModel (old name deprecated)",
-                      DeprecationWarning, stacklevel=2)
-        return ExportableModel
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = deprecated_names(__name__, {"ExportableBlendMask": lambda: ExportableModel})

@@ -8,7 +8,6 @@ which class names are drawn. For panoptic models ``predict`` also returns the pa
 ``draw`` paints with ``Visualizer.draw_panoptic_seg`` (things and stuff, ``panoptic_metadata``).
 """
 
-import warnings
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -21,6 +20,7 @@ from detectron2.utils.visualizer import ColorMode, GenericMask, Visualizer
 
 from ..engine.predictor import Predictor as ModelPredictor
 from ..inference import mask_crops, select_masks
+from .deprecation import deprecated_names
 
 COCO_METADATA_NAME = "coco_2017_val"  # registered with its 80 class names by ``import detectron2.data``
 # Above this many pixels ``DrawingPredictor.draw`` draws with OpenCV in place of detectron2's Visualizer:
@@ -225,9 +225,4 @@ def draw_instances(visualizer: Visualizer, instances: Instances):
     )
 
 
-def __getattr__(name):
-    if name == "Predictor":  # the former name, kept for a while
-        warnings.warn("blendmask.utils.visualize.Predictor is now DrawingPredictor (old name deprecated)",
-                      DeprecationWarning, stacklevel=2)
-        return DrawingPredictor
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = deprecated_names(__name__, {"Predictor": lambda: DrawingPredictor})
