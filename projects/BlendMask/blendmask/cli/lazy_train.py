@@ -15,7 +15,6 @@ load weights-only (``SafeCheckpointer``) and the config is saved as OUTPUT/confi
 
 import logging
 import os
-import sys
 import warnings
 
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
@@ -23,12 +22,13 @@ warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
 import detectron2.utils.comm as comm
 import torch
 from detectron2.config import LazyConfig, instantiate
-from detectron2.engine import SimpleTrainer, default_argument_parser, default_setup, hooks
-from detectron2.engine.defaults import create_ddp_model, default_writers
+from detectron2.engine import SimpleTrainer, default_setup, hooks
+from detectron2.engine.defaults import default_writers
 from detectron2.evaluation import inference_on_dataset, print_csv_format
 
-from blendmask.checkpoint import CheckpointMismatchError, SafeCheckpointer, UnsafeCheckpointError
-from blendmask.engine.launch import launch
+from blendmask.checkpoint import SafeCheckpointer
+from blendmask.cli.train import argument_parser, launch_main
+from blendmask.engine.launch import create_ddp_model  # CPU processes (gloo) as well as GPUs
 from blendmask.model_zoo import resolve_config_file
 
 logger = logging.getLogger("blendmask")
@@ -100,24 +100,10 @@ def config_device(args):
     return str(load(args).train.device)
 
 
-def argument_parser():
-    parser = default_argument_parser()
-    parser.add_argument(
-        "--coco-dataset", nargs=3, action="append", metavar=("NAME", "JSON", "IMAGE_ROOT"),
-        help="register a COCO-format dataset under NAME (repeatable)",
-    )
-    return parser
-
-
 def cli(argv=None):
     """The ``blendmask-lazy-train`` command."""
     args = argument_parser().parse_args(argv)
-    try:
-        launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-               dist_url=args.dist_url, args=(args,), device=config_device(args))
-    except (UnsafeCheckpointError, CheckpointMismatchError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    launch_main(main, args, config_device(args))
 
 
 if __name__ == "__main__":

@@ -97,29 +97,28 @@ def argument_parser():
     parser = default_argument_parser()
     parser.add_argument(
         "--coco-dataset", nargs=3, action="append", metavar=("NAME", "JSON", "IMAGE_ROOT"),
-        help="register a COCO-format dataset under NAME (repeatable); use NAME in DATASETS.TRAIN/TEST",
+        help="register a COCO-format dataset under NAME (repeatable); use NAME in the config's datasets",
     )
     return parser
+
+
+def launch_main(main_func, args, device) -> None:
+    """``main_func(args)`` in ``--num-gpus`` processes per machine (``blendmask.engine.launch``); a
+    checkpoint refused as unsafe or not fitting exits 2 with its message (one process; with several,
+    each worker's traceback names it)."""
+    try:
+        launch(main_func, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+               dist_url=args.dist_url, args=(args,), device=device)
+    except (UnsafeCheckpointError, CheckpointMismatchError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 def cli(argv=None):
     """The ``blendmask-train`` command (``train_net.py``)."""
     args = parse_args(argv)
     print("Command Line Args:", args)
-    try:
-        launch(
-            main,
-            args.num_gpus,
-            num_machines=args.num_machines,
-            machine_rank=args.machine_rank,
-            dist_url=args.dist_url,
-            args=(args,),
-            device=config_device(args),
-        )
-    except (UnsafeCheckpointError, CheckpointMismatchError) as e:  # one process; with several, each worker's
-        # traceback names it
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    launch_main(main, args, config_device(args))
 
 
 if __name__ == "__main__":

@@ -149,10 +149,12 @@ def set_local_process_group(local_size: int) -> None:
 
 
 def create_ddp_model(model: torch.nn.Module, **kwargs) -> torch.nn.Module:
-    """``model`` itself in a single process; else ``DistributedDataParallel(model, **kwargs)`` with
+    """``model`` itself in a single process; else ``DistributedDataParallel(model, **kwargs)`` (plus
+    detectron2's ``fp16_compression`` option) with
     ``device_ids=[local rank]`` for a GPU model and none for a CPU model, whose ``nn.SyncBatchNorm``
     layers become ``NaiveSyncBatchNorm`` first (same parameter objects, so an optimizer built
     before keeps working)."""
+    fp16_compression = kwargs.pop("fp16_compression", False)  # detectron2's create_ddp_model option
     if comm.get_world_size() == 1:
         return model
     first = next(model.parameters(), None)
@@ -163,4 +165,9 @@ def create_ddp_model(model: torch.nn.Module, **kwargs) -> torch.nn.Module:
         from ..modeling.layers.norms import syncbn_to_naive_syncbn
 
         syncbn_to_naive_syncbn(model)
-    return DistributedDataParallel(model, **kwargs)
+    ddp = DistributedDataParallel(model, **kwargs)
+    if fp16_compression:  # gradients all-reduced in float16, as detectron2's option does
+        from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+
+        ddp.register_comm_hook(state=None, hook=default_hooks.fp16_compress_hook)
+    return ddp
