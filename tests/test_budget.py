@@ -155,3 +155,34 @@ def test_main_job_gives_a_failing_model_its_row_and_runs_the_others(tmp_path):
     assert rows[2].startswith("| Mask R-CNN |") and rows[2].endswith("FloatingPointError: Loss became infinite or "
                                                                       "NaN at iteration=39! |")
     assert rows[4].startswith("| CenterMask-Lite | 5 |") and rows[4].endswith("|  |")
+
+
+def test_main_job_evaluates_the_final_model_in_each_listed_precision(tmp_path, monkeypatch):
+    """``--eval-precisions fp32 bf16``: one full evaluation per precision, each with the model
+    switched to that precision while it runs, then a table of both and their difference."""
+    main_job = import_script("tools/main_job.py")
+    args = main_job.parse_args(["--eval-precisions", "fp32", "bf16"])
+    assert args.eval_precisions == ["fp32", "bf16"]
+    with pytest.raises(SystemExit):
+        main_job.parse_args(["--eval-precisions", "fp8"])
+    seen = []
+
+    def fake_test(cfg, model):
+        seen.append((cfg.TEST.PRECISION, model.inference_precision, cfg.OUTPUT_DIR))
+        ap = {"fp32": 50.0, "bf16": 49.75}[cfg.TEST.PRECISION]
+        return {"bbox": {"AP": ap + 10}, "segm": {"AP": ap, "AP50": 80.0, "AP75": 55.0}}
+
+    monkeypatch.setattr(main_job.Trainer, "test", staticmethod(fake_test))
+    model = torch.nn.Conv2d(1, 1, 1)
+    cfg = main_job.model_cfg(main_job.parse_args([]), tmp_path, "blendmask")
+    by = main_job.evaluate_in_precisions(model, cfg, ["fp32", "bf16"])
+    assert [s[:2] for s in seen] == [("fp32", "fp32"), ("bf16", "bf16")]
+    assert seen[0][2] != seen[1][2]  # each evaluation's files in a folder of its own
+    assert by["bf16"]["segm AP"] == 49.75 and by["fp32"]["bbox AP"] == 60.0
+    table = main_job.precision_table({"blendmask": {"model": "BlendMask", "precisions": by},
+                                      "solov2": {"model": "SOLOv2", "error": "diverged"}}, ["fp32", "bf16"])
+    lines = table.splitlines()
+    assert lines[0] == ("| model | bbox AP fp32 | segm AP fp32 | bbox AP bf16 | segm AP bf16 | bbox diff bf16 | "
+                        "segm diff bf16 |")
+    assert lines[2] == "| BlendMask | 60.00 | 50.00 | 59.75 | 49.75 | -0.25 | -0.25 |"
+    assert len(lines) == 3  # the failed model has no row

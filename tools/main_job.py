@@ -18,6 +18,9 @@
 3. evaluates each on shapes_val with COCOEvaluator and measures its inference time (ms/image,
    median over ``--timing-images`` val images, after 3 warm-up images) and the peak memory of
    its process;
+   with ``--eval-precisions fp32 bf16`` the final model is also evaluated on all of shapes_val in
+   each listed ``TEST.PRECISION`` (same weights; a second table, bbox and segm AP per precision and
+   their difference to the first listed);
 4. prints one table (model, iterations, s/iter, train min, bbox AP, segm AP, segm AP50,
    inference ms/image, peak MB, the machine's mean load average while it trained), writes it to
    <output>/summary.txt and summary.json, and draws
@@ -49,6 +52,7 @@ from detectron2.utils.visualizer import Visualizer  # noqa: E402
 import blendmask  # noqa: E402
 from blendmask.data import register_shapes, set_num_classes  # noqa: E402
 from blendmask.engine import Predictor, Trainer  # noqa: E402
+from blendmask.engine.precision import PRECISIONS, set_inference_precision  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPES = REPO / "configs" / "Shapes"
@@ -159,11 +163,12 @@ def register_subset(dataset_name: str, num_images: int) -> str:
 
 
 def train_one(key: str, cfg_yaml: str, minutes: float, curve_points: int, curve_images: int, timing_images: int,
-              threads: int, log_path: str) -> dict:
+              threads: int, log_path: str, eval_precisions=()) -> dict:
     """Train, evaluate and time one model (run in its own process); also writes <OUTPUT_DIR>/run.json.
     A model that fails (diverges, raises) writes ``{"model", "error"}`` instead, so the job goes on."""
     try:
-        return _train_one(key, cfg_yaml, minutes, curve_points, curve_images, timing_images, threads, log_path)
+        return _train_one(key, cfg_yaml, minutes, curve_points, curve_images, timing_images, threads, log_path,
+                          eval_precisions)
     except Exception as e:  # noqa: BLE001  (any failure becomes the model's row in the table)
         logger.exception(f"{MODEL_CONFIGS[key][0]} failed")
         output_dir = Path(_output_dir_of(cfg_yaml))
@@ -180,7 +185,7 @@ def _output_dir_of(cfg_yaml: str) -> str:
 
 
 def _train_one(key: str, cfg_yaml: str, minutes: float, curve_points: int, curve_images: int, timing_images: int,
-               threads: int, log_path: str) -> dict:
+               threads: int, log_path: str, eval_precisions=()) -> dict:
     from blendmask.config import get_cfg
     from blendmask.engine.budget import BudgetTrainer, time_and_curve
 
@@ -227,6 +232,8 @@ def _train_one(key: str, cfg_yaml: str, minutes: float, curve_points: int, curve
     logger.info(f"{name}: {iterations} iterations, {train_s / 60:.1f} min of training. Evaluating.")
     final = evaluate(trainer.model)
     curve.append({"minutes": train_s / 60, "iteration": iterations, **final})
+    by_precision = evaluate_in_precisions(trainer.model, cfg, eval_precisions)
+    set_inference_precision(trainer.model, cfg.TEST.PRECISION)
     run = {
         "model": name, "iterations": iterations, "s/iter": train_s / max(iterations, 1),
         "train min": train_s / 60, "wall min": wall_s / 60, **final,
@@ -234,9 +241,56 @@ def _train_one(key: str, cfg_yaml: str, minutes: float, curve_points: int, curve
         "peak MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "load avg": load.mean,
         "curve": curve,
+        **({"precisions": by_precision} if by_precision else {}),
     }
     (Path(cfg.OUTPUT_DIR) / "run.json").write_text(json.dumps(run, indent=1))
     return run
+
+
+def evaluate_in_precisions(model, cfg, precisions) -> dict:
+    """``{precision: coco_summary}``: ``model`` evaluated on ``cfg.DATASETS.TEST`` in each
+    ``TEST.PRECISION`` value of ``precisions`` (the same weights, one full evaluation each)."""
+    results = {}
+    for precision in precisions:
+        logger.info(f"Evaluating in {precision}")
+        eval_cfg = cfg.clone()
+        eval_cfg.defrost()
+        eval_cfg.TEST.PRECISION = precision
+        eval_cfg.OUTPUT_DIR = os.path.join(cfg.OUTPUT_DIR, f"eval_{precision}")
+        set_inference_precision(model, precision)
+        results[precision] = coco_summary(Trainer.test(eval_cfg, model))
+    return results
+
+
+def precision_table(results, precisions) -> str:
+    """A markdown table: bbox and segm AP of each model in each precision, and the difference of
+    each later precision to the first (``precisions[0]``)."""
+    head = ["model"]
+    for i, p in enumerate(precisions):
+        head += [f"bbox AP {p}", f"segm AP {p}"] + ([f"bbox diff {p}", f"segm diff {p}"] if i else [])
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for run in results.values():
+        if "precisions" not in run:
+            continue
+        by = run["precisions"]
+        first = by[precisions[0]]
+        cells = []
+        for i, p in enumerate(precisions):
+            row = by[p]
+            cells += [_fmt(row["bbox AP"]), _fmt(row["segm AP"])]
+            if i:
+                cells += [_fmt(_diff(row["bbox AP"], first["bbox AP"]), "{:+.2f}"),
+                          _fmt(_diff(row["segm AP"], first["segm AP"]), "{:+.2f}")]
+        lines.append(f"| {run['model']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _diff(a, b):
+    return None if a is None or b is None else a - b
+
+
+def _fmt(value, form="{:.2f}"):
+    return "nan" if value is None else form.format(value)
 
 
 def predictor_from_checkpoint(cfg):
@@ -388,6 +442,9 @@ def parse_args(argv=None):
     parser.add_argument("--timing-images", type=int, default=50)
     parser.add_argument("--score-threshold", type=float, default=0.4, help="lowest score drawn in the pictures")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: the idle cores)")
+    parser.add_argument("--eval-precisions", nargs="+", default=[], choices=PRECISIONS, metavar="PRECISION",
+                        help="also evaluate each final model in these TEST.PRECISION values "
+                             f"({', '.join(PRECISIONS)}), e.g. fp32 bf16: one more table")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides of every model's config")
     args = parser.parse_args(argv)
     try:
@@ -411,7 +468,7 @@ def run_models(runs: dict, args, threads: int, log_path: str, target=None) -> di
         run_json.unlink(missing_ok=True)
         process = spawn.Process(target=target or train_one, args=(
             key, cfg.dump(), args.minutes, args.curve_points, args.curve_images, args.timing_images, threads,
-            log_path))
+            log_path, tuple(getattr(args, "eval_precisions", ()))))
         process.start()
         process.join()
         if run_json.exists():
@@ -448,6 +505,9 @@ def main(argv=None):
     plot_losses(runs, output_dir / "losses.png")
     pictures = save_pictures(trained, names["val"], output_dir / "pictures", args.num_pictures, args.score_threshold)
     table = summary_table(results)
+    if args.eval_precisions:
+        table += ("\n\nThe final models on all of shapes_val in each precision (AP in %):\n\n"
+                  + precision_table(results, args.eval_precisions))
     (output_dir / "summary.txt").write_text(f"{title}\n\n{table}\n")
     (output_dir / "summary.json").write_text(json.dumps(results, indent=1))
     print(f"\nResults on {names['val']} ({len(DatasetCatalog.get(names['val']))} images), COCO AP in %, {budget}:")
