@@ -23,6 +23,7 @@ import ctypes
 import gc
 import json
 import statistics
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -35,6 +36,9 @@ from detectron2.modeling import build_model
 
 from blendmask import load_config
 from blendmask.modeling import one_stage_detector
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its sibling stage_timer, however it is loaded
+from stage_timer import StageTimer  # noqa: E402,F401  (benchmark_solov2 imports it from here)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -125,55 +129,6 @@ def zero_box_deltas(model):
     for layer in (model.proposal_generator.rpn_head.anchor_deltas, model.roi_heads.box_predictor.bbox_pred):
         torch.nn.init.zeros_(layer.weight)
         torch.nn.init.zeros_(layer.bias)
-
-
-class StageTimer:
-    """Accumulates wall time per named stage from module hooks and method wrappers."""
-
-    def __init__(self):
-        self.times = defaultdict(float)
-        self._starts = {}
-        self._undo = []
-        self._wrapped = set()
-
-    def module(self, name, module):
-        def pre(*_):
-            self._starts[name] = time.perf_counter()
-
-        def post(*_):
-            self.times[name] += time.perf_counter() - self._starts.pop(name)
-
-        self._undo += [module.register_forward_pre_hook(pre).remove, module.register_forward_hook(post).remove]
-
-    def method(self, name, owner, attr):
-        """Time ``owner.attr``; wrapping the same method twice (a class shared by models) is a no-op."""
-        if (id(owner), attr) in self._wrapped:
-            return
-        self._wrapped.add((id(owner), attr))
-        original = getattr(owner, attr)
-
-        def timed(*args, **kwargs):
-            start = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                self.times[name] += time.perf_counter() - start
-
-        if isinstance(owner, type):  # a staticmethod called through the class
-            static = vars(owner)[attr]
-            setattr(owner, attr, staticmethod(timed))
-            self._undo.append(lambda: setattr(owner, attr, static))
-        else:
-            overridden = attr in vars(owner)  # an instance attribute already replaces the method
-            setattr(owner, attr, timed)
-            self._undo.append(lambda: setattr(owner, attr, original) if overridden else delattr(owner, attr))
-
-    def reset(self):
-        self.times.clear()
-
-    def remove(self):
-        for undo in self._undo:
-            undo()
 
 
 def instrument(kind, model, timer):

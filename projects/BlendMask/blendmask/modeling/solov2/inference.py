@@ -84,8 +84,9 @@ def solov2_inference_single(
         record.update(cate_scores=scores, kernel_grid=kernel_grid, cand_cells=cells, cand_classes=classes,
                       cand_scores=cand_scores, cand_sum_masks=sum_masks,
                       cand_keep=torch.zeros_like(binary[:, 0, 0]).index_fill(0, keep, True))
-    cells, classes, cand_scores = cells[keep], classes[keep], cand_scores[keep]
-    soft, binary, sum_masks = soft[keep], binary[keep], sum_masks[keep]
+    if torch.jit.is_tracing() or keep.shape[0] < cells.shape[0]:  # eager: no copies when all stay
+        cells, classes, cand_scores = cells[keep], classes[keep], cand_scores[keep]
+        soft, binary, sum_masks = soft[keep], binary[keep], sum_masks[keep]
     maskness = (soft * binary.to(soft.dtype)).sum((1, 2)) / sum_masks
     nms_scores = cand_scores * maskness
 

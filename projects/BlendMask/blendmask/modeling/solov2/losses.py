@@ -20,12 +20,20 @@ def dice_loss(probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def dynamic_masks(mask_feat: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
-    """(E, Hf, Wf) feature, (P, E) kernels -> (P, Hf, Wf) mask logits (one 1x1 conv per kernel).
+    """(E, Hf, Wf) feature, (P, E) kernels -> (P, Hf, Wf) mask logits (one 1x1 conv per kernel),
+    contiguous.
 
     A leading zero kernel lets P be 0 (a convolution needs one output channel) without a branch
-    on the data, so the traced graph serves every P."""
+    on the data, so the traced graph serves every P.
+
+    The batch of one is made as a view that keeps the feature's memory format: ``mask_feat[None]``
+    of one image of a channels-last batch (strides (1, Wf*E, E)) gets the batch stride E, smaller
+    than the others, so torch takes it for a strided NCHW tensor and the convolution first copies
+    the whole feature to NCHW (0.3 s of SOLOv2's CPU inference at 800x1333). The values are the
+    same either way."""
     kernels = torch.cat([kernels.new_zeros((1, kernels.shape[1])), kernels])
-    return F.conv2d(mask_feat[None], kernels[:, :, None, None])[0, 1:]
+    batch = mask_feat.permute(1, 2, 0)[None].permute(0, 3, 1, 2)
+    return F.conv2d(batch, kernels[:, :, None, None])[0, 1:].contiguous()
 
 
 def solov2_losses(
