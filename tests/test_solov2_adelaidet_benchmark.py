@@ -80,6 +80,7 @@ def test_summary_and_table(bench):
                "AdelaiDet": {"totals_ms": [100.0], "stages_ms": [stages]}}]
     summary = bench.summarize(rounds)
     assert summary["ratio"] == pytest.approx(0.82) and summary["round_ratios"] == pytest.approx([0.81, 0.9])
+    assert summary["fastest_ratio"] == pytest.approx(0.8)
     agree = {"detections": (5, 5), "matched": 5, "max_score_diff": 0.0, "min_mask_iou": 1.0, "flipped_pixels": 0,
              "foreground_pixels": 10, "ok": True}
     table = bench.markdown(summary, agree, (96, 128), 1, 5)
