@@ -158,13 +158,13 @@ def test_main_job_gives_a_failing_model_its_row_and_runs_the_others(tmp_path):
 
 
 def test_main_job_evaluates_the_final_model_in_each_listed_precision(tmp_path, monkeypatch):
-    """``--eval-precisions fp32 bf16``: one full evaluation per precision, each with the model
+    """``--eval-precisions fp32,bf16``: one full evaluation per precision, each with the model
     switched to that precision while it runs, then a table of both and their difference."""
     main_job = import_script("tools/main_job.py")
-    args = main_job.parse_args(["--eval-precisions", "fp32", "bf16"])
-    assert args.eval_precisions == ["fp32", "bf16"]
+    args = main_job.parse_args(["--eval-precisions", "fp32,BF16", "SOLVER.AMP.ENABLED", "True"])
+    assert args.eval_precisions == ["fp32", "bf16"] and args.opts == ["SOLVER.AMP.ENABLED", "True"]
     with pytest.raises(SystemExit):
-        main_job.parse_args(["--eval-precisions", "fp8"])
+        main_job.parse_args(["--eval-precisions", "fp32,fp8"])
     seen = []
 
     def fake_test(cfg, model):

@@ -18,7 +18,7 @@
 3. evaluates each on shapes_val with COCOEvaluator and measures its inference time (ms/image,
    median over ``--timing-images`` val images, after 3 warm-up images) and the peak memory of
    its process;
-   with ``--eval-precisions fp32 bf16`` the final model is also evaluated on all of shapes_val in
+   with ``--eval-precisions fp32,bf16`` the final model is also evaluated on all of shapes_val in
    each listed ``TEST.PRECISION`` (same weights; a second table, bbox and segm AP per precision and
    their difference to the first listed);
 4. prints one table (model, iterations, s/iter, train min, bbox AP, segm AP, segm AP50,
@@ -442,15 +442,19 @@ def parse_args(argv=None):
     parser.add_argument("--timing-images", type=int, default=50)
     parser.add_argument("--score-threshold", type=float, default=0.4, help="lowest score drawn in the pictures")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: the idle cores)")
-    parser.add_argument("--eval-precisions", nargs="+", default=[], choices=PRECISIONS, metavar="PRECISION",
-                        help="also evaluate each final model in these TEST.PRECISION values "
-                             f"({', '.join(PRECISIONS)}), e.g. fp32 bf16: one more table")
+    parser.add_argument("--eval-precisions", default="", metavar="P1,P2",
+                        help="also evaluate each final model in these comma-separated TEST.PRECISION values "
+                             f"({', '.join(PRECISIONS)}), e.g. fp32,bf16: one more table")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides of every model's config")
     args = parser.parse_args(argv)
     try:
         args.models = parse_models(args.models + (["mask_rcnn"] if args.compare_mask_rcnn else []))
     except ValueError as e:
         parser.error(str(e))
+    args.eval_precisions = [p.strip().lower() for p in args.eval_precisions.split(",") if p.strip()]
+    unknown = [p for p in args.eval_precisions if p not in PRECISIONS]
+    if unknown:
+        parser.error(f"--eval-precisions: unknown {', '.join(unknown)}; choose from {', '.join(PRECISIONS)}")
     if args.minutes < 0 or (args.minutes and args.iters):
         parser.error("--minutes must be positive and cannot be combined with --iters")
     return args
