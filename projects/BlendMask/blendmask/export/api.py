@@ -130,20 +130,59 @@ def run_onnx(session, image: torch.Tensor, output_size: torch.Tensor):
 EXPORT_FILE_NAMES = {"torchscript": "model.ts", "onnx": "model.onnx"}
 
 
+def export_onnx_int8(module: ExportableModel, image: torch.Tensor, output_size: torch.Tensor, path, calibration,
+                     scope: str = "network", **onnx_kwargs) -> Path:
+    """The float32 ONNX export (into a temporary folder), quantized into ``path`` with activation
+    ranges from ``calibration`` ((image, output_size) pairs); see :mod:`blendmask.export.quantize`.
+    The file's metadata says "precision": "int8 <scope>"."""
+    import tempfile
+
+    import onnx
+
+    from .quantize import calibration_feeds, quantize_onnx
+
+    if not calibration:
+        raise ValueError("int8 export needs calibration images: images like the ones the model will see")
+    path = Path(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = export_onnx(module, image, output_size, Path(tmp) / "model_fp32.onnx", **onnx_kwargs)
+        quantize_onnx(fp32, path, scope, calibration_feeds(calibration))
+    model = onnx.load(str(path))
+    model.metadata_props.add(key="precision", value=f"int8 {scope}")
+    onnx.save(model, str(path))
+    return path
+
+
 def export_and_load(module: ExportableModel, image: torch.Tensor, output_size: torch.Tensor, backend: str,
-                    out_dir, num_threads: int = 0, **onnx_kwargs):
+                    out_dir, num_threads: int = 0, precision: str = "fp32", calibration=None,
+                    int8_scope: str = "network", **onnx_kwargs):
     """Export ``module`` (traced on one sample) as ``backend`` ("torchscript" or "onnx") into
     ``out_dir`` and load it back: (path, a function (image, output_size) -> outputs in
-    ``OUTPUT_NAMES`` order). ``onnx_kwargs`` go to :func:`export_onnx` (opset, metadata)."""
+    ``OUTPUT_NAMES`` order). ``onnx_kwargs`` go to :func:`export_onnx` (opset, metadata).
+
+    ``precision``: "fp32" (default); "bf16" traces TorchScript under bfloat16 autocast
+    (:mod:`blendmask.export.reduced`); "int8" quantizes the ONNX file's ``int8_scope`` with
+    activation ranges from ``calibration``, a list of (image, output_size) pairs
+    (:mod:`blendmask.export.quantize`)."""
+    from .reduced import check_export_precision, export_torchscript_bf16
+
     if backend not in EXPORT_FILE_NAMES:
         raise ValueError(f"backend must be one of {sorted(EXPORT_FILE_NAMES)}, got {backend!r}")
+    check_export_precision(precision, backend)
     path = Path(out_dir) / EXPORT_FILE_NAMES[backend]
     if backend == "torchscript":
-        traced = load_torchscript(export_torchscript(module, image, output_size, path))
+        write = export_torchscript_bf16 if precision == "bf16" else export_torchscript
+        traced = load_torchscript(write(module, image, output_size, path))
 
         def run(x, size):
             with torch.no_grad():
                 return traced(x, size)
+    elif precision == "int8":
+        session = onnx_session(export_onnx_int8(module, image, output_size, path, calibration, int8_scope,
+                                                **onnx_kwargs), num_threads=num_threads)
+
+        def run(x, size):
+            return run_onnx(session, x, size)
     else:
         session = onnx_session(export_onnx(module, image, output_size, path, **onnx_kwargs), num_threads=num_threads)
 
@@ -152,8 +191,9 @@ def export_and_load(module: ExportableModel, image: torch.Tensor, output_size: t
     return path, run
 
 
-def io_spec(module: ExportableModel, cfg) -> Dict:
-    """A JSON-able description of the exported graph's inputs, outputs and pre-processing."""
+def io_spec(module: ExportableModel, cfg, precision: str = "fp32") -> Dict:
+    """A JSON-able description of the exported graph's inputs, outputs and pre-processing (with a
+    "precision" entry for a reduced-precision export; the float32 spec has none, as before)."""
     model = module.model
     outputs = model_outputs(model)
     r = outputs.mask_resolution
@@ -163,7 +203,7 @@ def io_spec(module: ExportableModel, cfg) -> Dict:
         mask_probs = "float32 (N, Hp/4, Wp/4) mask probabilities over the padded input (Hp, Wp: H, W padded)"
     else:
         mask_probs = "float32 (N, 0, 0) (box-only model)"
-    return {
+    spec = {
         "inputs": {
             "image": f"float32 (1, 3, H, W), raw 0..255 pixels in {cfg.INPUT.FORMAT} order, resized so the "
                      f"short side is {cfg.INPUT.MIN_SIZE_TEST} (long side <= {cfg.INPUT.MAX_SIZE_TEST}); "
@@ -187,6 +227,14 @@ def io_spec(module: ExportableModel, cfg) -> Dict:
         },
         "post_processing": model.postprocessing_spec() if hasattr(model, "postprocessing_spec") else {},
     }
+    if precision == "bf16":
+        spec["precision"] = ("bf16: convolutions and matrix products in bfloat16, decoding, NMS and pasting in "
+                             "float32 (what TEST.PRECISION bf16 computes); inputs and outputs as above")
+    elif precision != "fp32":
+        spec["precision"] = (f"{precision}: onnxruntime's static int8 quantization of the network's convolutions "
+                             "(blendmask.export.quantize), decoding, NMS and pasting in float32; inputs and "
+                             "outputs as above")
+    return spec
 
 
 def write_spec(spec: Dict, path) -> Path:
