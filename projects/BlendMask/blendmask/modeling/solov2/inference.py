@@ -87,12 +87,15 @@ def solov2_inference_single(
     if torch.jit.is_tracing() or keep.shape[0] < cells.shape[0]:  # eager: no copies when all stay
         cells, classes, cand_scores = cells[keep], classes[keep], cand_scores[keep]
         soft, binary, sum_masks = soft[keep], binary[keep], sum_masks[keep]
-    maskness = (soft * binary.to(soft.dtype)).sum((1, 2)) / sum_masks
+    # soft where binary, else 0: the same values as soft * binary, one temporary fewer
+    maskness = torch.where(binary, soft, 0.0).sum((1, 2)) / sum_masks
     nms_scores = cand_scores * maskness
 
     order = _first(torch.argsort(nms_scores, descending=True), params.nms_pre)
     cells, classes, nms_scores, sum_masks = cells[order], classes[order], nms_scores[order], sum_masks[order]
-    soft, binary = soft[order], binary[order]
+    binary = binary[order]
+    # the soft masks are gathered once, for the final detections (rows of ``soft`` are candidates)
+    nms_rows = order
     with autocast_disabled(soft.device.type):
         decayed = matrix_nms(binary, classes, nms_scores, sum_masks, kernel=params.nms_kernel,
                              sigma=params.nms_sigma)
@@ -108,5 +111,5 @@ def solov2_inference_single(
         "classes": classes[order],
         "levels": level_of_cell[cells[order]],
         "cells": cells[order],
-        "mask_probs": soft[order],
+        "mask_probs": soft[nms_rows[order]],
     }
