@@ -32,7 +32,8 @@ Steps:
 
 The table gives, per implementation, the median over all timed forwards, the spread, the median
 per stage, and the ratio ours / AdelaiDet: of the pooled medians, as the median of the per-round
-ratios, and of the fastest runs (the least disturbed by other work on a shared machine). Stages:
+ratios, and of the fastest runs (meaningful only when both had undisturbed runs: on a shared
+machine one side's single quiet moment decides it). Stages:
 backbone+FPN, instance head, mask head (forward hooks), matrix NMS, resize (the two bilinear
 resizes of the soft masks), candidates+masks (the rest of the per-image inference: point NMS,
 candidates, dynamic masks, maskness, sorting) and boxes (ours only: the masks' tight boxes, which
