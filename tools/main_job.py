@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """The main job: train models from scratch on the built-in shapes dataset, evaluate, compare, draw.
 
-    python tools/main_job.py                       # what `make demo` runs: BlendMask, its config's schedule
+    python tools/main_job.py                       # BlendMask, its config's schedule, fp32
+    python tools/main_job.py --iters 2400 SOLVER.AMP.ENABLED True TEST.PRECISION auto   # what `make demo` runs
     python tools/main_job.py --models blendmask,centermask,solov2,aggmask,mask_rcnn --minutes 6
     python tools/main_job.py --iters 300           # a quicker, weaker BlendMask
 
