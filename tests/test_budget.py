@@ -122,6 +122,22 @@ def test_main_job_parses_models_and_builds_every_existing_config(tmp_path):
         assert cfg.MODEL.META_ARCHITECTURE == expected_arch, name
 
 
+def test_main_job_gives_the_loader_no_process_when_the_threads_take_every_core(tmp_path, monkeypatch):
+    main_job = import_script("tools/main_job.py")
+    monkeypatch.setattr(main_job.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    args = main_job.parse_args(["--iters", "10"])
+    cfg = main_job.model_cfg(args, tmp_path, "blendmask")
+    assert cfg.DATALOADER.NUM_WORKERS == 1  # the config's
+    main_job.fit_loader_workers(cfg, threads=1, opts=args.opts)
+    assert cfg.DATALOADER.NUM_WORKERS == 1  # a core is left for it
+    main_job.fit_loader_workers(cfg, threads=2, opts=args.opts)
+    assert cfg.DATALOADER.NUM_WORKERS == 0
+    args = main_job.parse_args(["--iters", "10", "DATALOADER.NUM_WORKERS", "1"])
+    cfg = main_job.model_cfg(args, tmp_path, "blendmask")
+    main_job.fit_loader_workers(cfg, threads=2, opts=args.opts)
+    assert cfg.DATALOADER.NUM_WORKERS == 1  # the command line decides
+
+
 def test_iteration_training_gets_a_clock_and_a_curve(tmp_path):
     from blendmask.engine import Trainer
     from blendmask.engine.budget import time_and_curve
