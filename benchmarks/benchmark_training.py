@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Training throughput of BlendMask vs Mask R-CNN vs FCOS at a fixed batch, in one process.
+"""Training throughput of BlendMask vs Mask R-CNN vs FCOS at a fixed batch, in one process
+(also CenterMask, SOLOv2 R50 and AggMask* R50 with ``--models``).
 
     python benchmarks/benchmark_training.py [--batch 2] [--size 512 683] [--iters 5] [--threads 2] [--tiny]
         [--models "BlendMask R_50" ...] [--precision fp32 bf16] [--device cpu]
@@ -31,6 +32,10 @@ from detectron2.structures import Boxes, Instances, PolygonMasks
 from detectron2.utils.events import EventStorage
 
 TRAINED = ["BlendMask R_50", "FCOS R_50", "Mask R-CNN R50-FPN"]
+# models benchmark_inference times with its own forced-count code (benchmark_solov2), trained here alike
+TRAINING_MODELS = {**MODELS,
+                   "SOLOv2 R50": ("ours", "configs/SOLOv2/R50_3x.yaml", None, ()),
+                   "AggMask* R50": ("ours", "configs/AggMask/AggMaskStar_R50.yaml", None, ())}
 
 
 def build_for_training(name, tiny, device="cpu"):
@@ -39,7 +44,10 @@ def build_for_training(name, tiny, device="cpu"):
 
     from blendmask import load_config
 
-    kind, config, _, _ = MODELS[name]
+    kind, config, _, _ = TRAINING_MODELS[name]
+    if tiny and name not in MODELS:
+        raise ValueError(f"--tiny shrinks the FPN, which {name}'s head does not follow: "
+                         "time it at a small --size instead")
     opts = ["MODEL.WEIGHTS", "", "MODEL.DEVICE", device] + (TINY_OPTS if tiny else [])
     if kind == "ours":
         cfg = load_config(REPO / config, opts + (["MODEL.BASIS_MODULE.CONVS_DIM", 32] if tiny else []))
@@ -96,7 +104,7 @@ def main(argv=None):
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tiny", action="store_true")
-    parser.add_argument("--models", nargs="+", default=TRAINED, choices=list(MODELS))
+    parser.add_argument("--models", nargs="+", default=TRAINED, choices=list(TRAINING_MODELS))
     parser.add_argument("--precision", nargs="+", default=["fp32"], choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args(argv)
