@@ -384,6 +384,11 @@ def plot_curves(results, path: Path, title: str):
     plt.close(fig)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
 def fit_loader_workers(cfg, threads: int, opts=()) -> None:
     """No data-loader process when the torch threads take every core (unless the command line sets
     ``DATALOADER.NUM_WORKERS``): a worker then competes with them for the cores. On this 2-core
@@ -391,7 +396,7 @@ def fit_loader_workers(cfg, threads: int, opts=()) -> None:
     (train_net.py, 120 iterations, two runs each, alternated)."""
     if "DATALOADER.NUM_WORKERS" in list(opts)[::2]:
         return
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores()
     if cfg.DATALOADER.NUM_WORKERS > 0 and threads >= cores:
         logger.info(f"DATALOADER.NUM_WORKERS {cfg.DATALOADER.NUM_WORKERS} -> 0: {threads} torch threads "
                     f"on {cores} cores leave none for a loader process")
@@ -421,7 +426,7 @@ def choose_threads(requested: int) -> int:
     slower than fewer threads, so a machine shared with other jobs gets fewer."""
     if requested > 0:
         return requested
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores()
     return max(1, min(cores, round(cores - busy_cores(cores))))
 
 

@@ -15,16 +15,12 @@ inside them (the seeds). The figure has segm AP (solid) and bbox AP (dashed) aga
 
 import argparse
 import json
-import logging
 import statistics
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
-# Log-scale tick labels are mathtext, whose fallback font (STIX) this matplotlib wheel lacks: it
-# draws them in DejaVu Sans, but would log ~20 "findfont" warnings per run.
-logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
 import matplotlib.pyplot as plt  # noqa: E402
 
 METRICS = ("bbox AP", "segm AP", "segm AP50")
